@@ -1,0 +1,184 @@
+"""The run registry: one row per run, its status, its lease, and the kill switches.
+
+LangGraph's checkpointer knows a thread's state but not who may drive it: two invocations on
+one thread both "succeed" and one's writes vanish. So every process that drives a run first
+takes the run's lease here; a lease whose holder died expires after its TTL.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from graph.errors import RunBusy, RunNotFound, SignoffError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    workflow TEXT NOT NULL,
+    workflow_version TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    ticket_id TEXT,
+    customer_id TEXT,
+    requester TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    pending TEXT,
+    policy_version TEXT,
+    inputs TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    lease_owner TEXT,
+    lease_expires REAL
+);
+CREATE INDEX IF NOT EXISTS runs_status ON runs(status, updated_at);
+CREATE TABLE IF NOT EXISTS kill_switches (
+    scope TEXT PRIMARY KEY,
+    set_by TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    set_at REAL NOT NULL
+);
+"""
+
+TERMINAL = frozenset({"resolved", "escalated", "blocked", "rejected", "failed"})
+ALL_WORKFLOWS = "*"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A row of the run registry."""
+
+    run_id: str
+    workflow: str
+    workflow_version: str
+    tenant_id: str
+    ticket_id: str | None
+    customer_id: str | None
+    requester: str
+    status: str
+    """running, waiting_approval, or a terminal outcome."""
+    reason: str | None
+    pending: dict[str, Any] | None
+    """What a waiting run asks a human to decide."""
+    policy_version: str | None
+    inputs: dict[str, Any] | None
+    """The ticket the run started from, so a run that crashed before its first checkpoint
+    can start again."""
+    created_at: float
+    updated_at: float
+    lease_owner: str | None
+    lease_expires: float | None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+class RunStore:
+    """Run rows, leases and kill switches in one SQLite file."""
+
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = str(path)
+        self.clock = clock
+        try:
+            self.conn = sqlite3.connect(self.path, timeout=10, isolation_level=None,
+                                        check_same_thread=False)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise SignoffError(f"{self.path} is not a usable run registry: {exc}") from None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def create(self, *, run_id: str, workflow: str, workflow_version: str, tenant_id: str,
+               ticket_id: str | None, customer_id: str | None, requester: str,
+               policy_version: str | None, inputs: dict[str, Any], lease_owner: str,
+               lease_ttl: float) -> None:
+        now = self.clock()
+        self.conn.execute(
+            "INSERT INTO runs (run_id, workflow, workflow_version, tenant_id, ticket_id,"
+            " customer_id, requester, status, policy_version, inputs, created_at, updated_at,"
+            " lease_owner, lease_expires) VALUES (?,?,?,?,?,?,?,'running',?,?,?,?,?,?)",
+            (run_id, workflow, workflow_version, tenant_id, ticket_id, customer_id, requester,
+             policy_version, json.dumps(inputs), now, now, lease_owner, now + lease_ttl),
+        )
+
+    def get(self, run_id: str) -> RunRecord:
+        row = self.conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise RunNotFound(f"no run with id {run_id!r} (see `signoff runs`)")
+        data = dict(row)
+        for column in ("pending", "inputs"):
+            data[column] = json.loads(data[column]) if data[column] else None
+        return RunRecord(**data)
+
+    def list(self, *, status: str | None = None, limit: int = 50) -> list[RunRecord]:
+        sql = "SELECT run_id FROM runs"
+        params: tuple[Any, ...] = ()
+        if status:
+            sql += " WHERE status = ?"
+            params = (status,)
+        sql += " ORDER BY created_at DESC, run_id LIMIT ?"
+        ids = [r[0] for r in self.conn.execute(sql, (*params, limit))]
+        return [self.get(run_id) for run_id in ids]
+
+    def set_status(self, run_id: str, status: str, *, reason: str | None = None,
+                   pending: dict[str, Any] | None = None) -> None:
+        self.conn.execute(
+            "UPDATE runs SET status = ?, reason = ?, pending = ?, updated_at = ? WHERE run_id = ?",
+            (status, reason, json.dumps(pending) if pending else None, self.clock(), run_id),
+        )
+
+    def acquire_lease(self, run_id: str, owner: str, ttl: float) -> None:
+        """Take the run's lease or raise RunBusy; an expired lease is taken over."""
+        now = self.clock()
+        cur = self.conn.execute(
+            "UPDATE runs SET lease_owner = ?, lease_expires = ? WHERE run_id = ? AND"
+            " (lease_owner IS NULL OR lease_expires < ? OR lease_owner = ?)",
+            (owner, now + ttl, run_id, now, owner),
+        )
+        if cur.rowcount == 1:
+            return
+        record = self.get(run_id)  # raises RunNotFound for an unknown id
+        left = max(0.0, (record.lease_expires or now) - now)
+        raise RunBusy(f"run {run_id} is busy: another process holds it "
+                      f"(lease expires in {left:.0f}s)")
+
+    def renew_lease(self, run_id: str, owner: str, ttl: float) -> None:
+        self.conn.execute("UPDATE runs SET lease_expires = ? WHERE run_id = ? AND lease_owner = ?",
+                          (self.clock() + ttl, run_id, owner))
+
+    def release_lease(self, run_id: str, owner: str) -> None:
+        self.conn.execute(
+            "UPDATE runs SET lease_owner = NULL, lease_expires = NULL"
+            " WHERE run_id = ? AND lease_owner = ?", (run_id, owner))
+
+    # Kill switches ------------------------------------------------------------------------
+
+    def set_kill(self, scope: str, *, by: str, reason: str) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO kill_switches (scope, set_by, reason, set_at) VALUES (?,?,?,?)",
+            (scope, by, reason, self.clock()))
+
+    def clear_kill(self, scope: str) -> bool:
+        return self.conn.execute("DELETE FROM kill_switches WHERE scope = ?", (scope,)).rowcount > 0
+
+    def kill_switches(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute("SELECT * FROM kill_switches ORDER BY scope")]
+
+    def kill_reason(self, workflow: str) -> str | None:
+        """Why runs of `workflow` must stop now, or None when no kill switch covers it."""
+        row = self.conn.execute(
+            "SELECT scope, set_by, reason FROM kill_switches WHERE scope IN (?, ?)"
+            " ORDER BY scope = ? DESC LIMIT 1", (workflow, ALL_WORKFLOWS, ALL_WORKFLOWS)).fetchone()
+        if row is None:
+            return None
+        what = "all workflows" if row["scope"] == ALL_WORKFLOWS else f"workflow {row['scope']}"
+        return f"kill switch for {what} set by {row['set_by']}: {row['reason']}"

@@ -1,0 +1,40 @@
+"""The checkpointer factory: LangGraph's SqliteSaver in one file, durability "sync".
+
+"sync" persists each step before the next one starts, so a process killed at any point
+resumes from the last finished step ("exit" would lose the whole run on a hard kill).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+from graph.errors import SignoffError
+
+DURABILITY: Literal["sync"] = "sync"
+
+
+@contextmanager
+def open_checkpointer(path: str | Path) -> Iterator[SqliteSaver]:
+    """A set-up SqliteSaver on `path`, closed on exit. Raises SignoffError for a bad file."""
+    try:
+        conn = sqlite3.connect(str(path), check_same_thread=False, timeout=10)
+        conn.execute("PRAGMA journal_mode=WAL")
+        saver = SqliteSaver(conn)
+        saver.setup()
+    except sqlite3.DatabaseError as exc:
+        raise SignoffError(f"{path} is not a usable checkpoint database: {exc}") from None
+    try:
+        yield saver
+    finally:
+        conn.close()
+
+
+def thread_config(run_id: str) -> dict[str, dict[str, str]]:
+    """The LangGraph config for a run: its thread id is the run id."""
+    return {"configurable": {"thread_id": run_id}}

@@ -1,0 +1,56 @@
+"""Human decisions on held actions: their schema and the checks every decision must pass.
+
+The runner checks a decision before resuming a run (so a bad one changes nothing) and the
+approve node checks it again against the policy in force when it is used.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from graph.errors import BadDecision
+from tools.base import validation_summary
+from verifiers.policy import Policy
+
+
+class Decision(BaseModel):
+    """What a human sends to a waiting run."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["approve", "reject", "edit"]
+    by: str = Field(min_length=1, max_length=200)
+    reason: str = Field(default="", max_length=2000)
+    args: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> Decision:
+        if self.action == "edit" and self.args is None:
+            raise ValueError("an edit needs args")
+        if self.action != "edit" and self.args is not None:
+            raise ValueError("only an edit carries args")
+        if self.action == "reject" and not self.reason.strip():
+            raise ValueError("a rejection needs a reason")
+        return self
+
+
+def check_decision(payload: Any, *, requester: str, policy: Policy | None) -> tuple[Decision, str]:
+    """Validate a decision and the approver's right to make it; returns (decision, role).
+
+    Raises BadDecision with a one-line reason.
+    """
+    try:
+        decision = Decision.model_validate(payload)
+    except ValidationError as exc:
+        raise BadDecision(f"invalid decision: {validation_summary(exc)}") from None
+    if policy is None:
+        raise BadDecision("no valid policy is loaded, so no decision can be accepted")
+    if decision.by.strip().lower() == requester.strip().lower():
+        raise BadDecision(f"{decision.by} started this run and cannot decide on it")
+    roles = policy.roles_of(decision.by)
+    if not roles:
+        allowed = ", ".join(sorted(policy.approvers))
+        raise BadDecision(f"{decision.by} is not an approver in policy {policy.version} "
+                          f"(roles: {allowed})")
+    return decision, roles[0]

@@ -1,0 +1,21 @@
+"""Errors a user can cause; the CLI prints them as one line and exits non-zero."""
+
+
+class SignoffError(Exception):
+    """A user-facing error with a one-line message; nothing was changed."""
+
+
+class RunNotFound(SignoffError):
+    """No run has that id."""
+
+
+class RunBusy(SignoffError):
+    """Another process holds the run's lease."""
+
+
+class NotWaiting(SignoffError):
+    """The run is not waiting for a human decision."""
+
+
+class BadDecision(SignoffError):
+    """An approval, rejection or edit that cannot be accepted."""

@@ -1,0 +1,126 @@
+"""Chat models: the offline scripted base, and the factory that picks scripted or OpenAI.
+
+The offline models are real LangChain chat models: they implement `bind_tools`, so the planner
+node and the verifier call them exactly as they call `ChatOpenAI`, and `with_structured_output`
+works through the same tool-calling path. Token usage is estimated with
+`count_tokens_approximately`, which needs no download.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from abc import abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages.utils import count_tokens_approximately
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.utils.function_calling import convert_to_openai_tool
+
+TICKET_MARK = "TICKET:"
+EVIDENCE_MARK = "EVIDENCE:"
+PROPOSAL_MARK = "PROPOSED CALL:"
+
+
+class ScriptedChatModel(BaseChatModel):
+    """A deterministic chat model; subclasses decide the reply from the messages and tools."""
+
+    model_name: str = "scripted"
+
+    @property
+    def _llm_type(self) -> str:
+        return "signoff-scripted"
+
+    def bind_tools(self, tools: Sequence[Any], *, tool_choice: Any = None,
+                   **kwargs: Any) -> Runnable[Any, AIMessage]:
+        formatted = [convert_to_openai_tool(t) for t in tools]
+        return self.bind(tools=formatted, tool_choice=tool_choice, **kwargs)
+
+    @abstractmethod
+    def respond(self, messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
+        """The reply: an AIMessage with tool_calls, or with content only to end the turn."""
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: Any = None, **kwargs: Any) -> ChatResult:
+        tools = kwargs.get("tools") or []
+        reply = self.respond(messages, tools)
+        tokens_in = count_tokens_approximately(messages)
+        tokens_out = count_tokens_approximately([reply])
+        reply.usage_metadata = {"input_tokens": tokens_in, "output_tokens": tokens_out,
+                                "total_tokens": tokens_in + tokens_out}
+        reply.response_metadata = {"model_name": self.model_name}
+        return ChatResult(generations=[ChatGeneration(message=reply)])
+
+
+def extract_block(messages: Sequence[BaseMessage], mark: str) -> Any:
+    """The JSON that follows `mark` in the last message containing it, or None."""
+    for message in reversed(messages):
+        content = message.content if isinstance(message.content, str) else ""
+        index = content.find(mark)
+        if index >= 0:
+            try:
+                return json.loads(content[index + len(mark):])
+            except json.JSONDecodeError:
+                return None
+    return None
+
+
+MONEY = re.compile(r"\$(\d{1,7}(?:,\d{3})*\.\d{2})")
+
+
+def cents_in(text: str) -> list[int]:
+    """Dollar amounts written as $18.00 in text, in cents, in order of appearance."""
+    return [round(float(m.replace(",", "")) * 100) for m in MONEY.findall(text)]
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which model one role (planner or checker) uses; read from the environment at the CLI."""
+
+    provider: str = "scripted"
+    """"scripted" (offline, deterministic) or "openai" (any OpenAI-compatible endpoint)."""
+    model: str = ""
+    base_url: str | None = None
+    api_key: str | None = None
+    timeout_s: float = 30.0
+
+    @classmethod
+    def from_env(cls, role: str, env: dict[str, str]) -> ModelSettings:
+        prefix = f"SIGNOFF_{role.upper()}_"
+        provider = env.get(prefix + "PROVIDER", "scripted").strip().lower()
+        if provider not in {"scripted", "openai"}:
+            raise ValueError(f"{prefix}PROVIDER must be 'scripted' or 'openai', not {provider!r}")
+        return cls(
+            provider=provider,
+            model=env.get(prefix + "MODEL", "gpt-4o-mini" if provider == "openai" else ""),
+            base_url=env.get(prefix + "BASE_URL") or env.get("OPENAI_BASE_URL"),
+            api_key=env.get(prefix + "API_KEY") or env.get("OPENAI_API_KEY"),
+            timeout_s=float(env.get(prefix + "TIMEOUT", "30")),
+        )
+
+
+def make_chat_model(settings: ModelSettings, scripted: BaseChatModel) -> BaseChatModel:
+    """The configured model: `scripted` offline, else ChatOpenAI against the endpoint."""
+    if settings.provider == "scripted":
+        return scripted
+    from langchain_openai import ChatOpenAI
+
+    if not settings.api_key:
+        raise ValueError("an API key is needed for provider 'openai' (set OPENAI_API_KEY or "
+                         "SIGNOFF_<ROLE>_API_KEY; local servers accept any value)")
+    return ChatOpenAI(model=settings.model, base_url=settings.base_url,
+                      api_key=settings.api_key,  # type: ignore[arg-type]
+                      temperature=0, timeout=settings.timeout_s, max_retries=1)
+
+
+def model_name_of(model: BaseChatModel) -> str:
+    for attr in ("model_name", "model"):
+        value = getattr(model, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return type(model).__name__

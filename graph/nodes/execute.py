@@ -1,0 +1,108 @@
+"""execute: the only node that runs tools, and so the only one that mutates.
+
+A mutation runs only after the gate and the verifier passed it (and a human approved it when
+the gate held it), only while no kill switch is set, and through the idempotency ledger, so a
+retry, a resume or a replay never applies it twice. Transient tool failures are retried with
+backoff within the policy's retry budget. Tool latency is measured apart from model latency.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from langgraph.runtime import Runtime
+from pydantic import ValidationError
+
+from graph.context import RunContext
+from graph.state import AgentState, Evidence, usage_delta
+from tools.base import ToolError, TransientToolError, validation_summary
+from tools.ledger import canonical_json, commit_once, idempotency_key
+
+
+def _authorized(state: AgentState) -> str | None:
+    """Why a mutation may not run now, or None. A second line of defence behind the routing."""
+    gate, verdict, approval = state.get("gate"), state.get("verdict"), state.get("approval")
+    if gate is None or gate["route"] != "verify":
+        return "mutation without a passing gate decision"
+    if verdict is None or not verdict["ok"]:
+        return "mutation without a passing verifier verdict"
+    if gate["tier"] == "yellow" and (approval is None or approval["action"] == "reject"):
+        return "held mutation without a human approval"
+    return None
+
+
+def execute(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    proposal = state.get("proposal")
+    assert proposal is not None and proposal["args"] is not None
+    run_id, step, tool = state["run_id"], state["step"], proposal["tool"]
+    kill = ctx.runs.kill_reason(ctx.workflow.name)
+    if kill:
+        return {"outcome": "blocked", "reason": kill}
+    spec = ctx.registry.get(tool)
+    if spec is None:
+        return {"outcome": "blocked", "reason": f"unknown tool {tool!r}"}
+    try:
+        parsed = spec.parse_args(proposal["args"])
+    except ValidationError as exc:
+        return {"outcome": "blocked", "reason": f"invalid arguments: {validation_summary(exc)}"}
+    args = parsed.model_dump(mode="json")
+    if spec.mutates:
+        refusal = _authorized(state)
+        if refusal:
+            return {"outcome": "blocked", "reason": refusal}
+
+    tool_ctx = ctx.tool_ctx(state["ticket"])
+    key = idempotency_key(run_id, step, tool, args)
+    budget = ctx.policy.budgets.retries if ctx.policy else 0
+    retries_left = max(0, budget - state["usage"]["retries"])
+    attempts, result, error, replayed, exhausted = 0, None, None, False, False
+    started = time.perf_counter()
+    while True:
+        try:
+            if spec.mutates:
+                hook = ctx.faults.before_commit if ctx.faults else None
+                outcome = commit_once(
+                    ctx.db, key=key, run_id=run_id, step=step, tool=tool, args=args,
+                    apply=lambda: spec.run(tool_ctx, parsed), clock=ctx.clock,
+                    before_commit=(lambda: hook(run_id, step, tool)) if hook else None)
+                result, replayed = outcome.result, outcome.replayed
+            else:
+                result = spec.run(tool_ctx, parsed).model_dump(mode="json")
+            break
+        except TransientToolError as exc:
+            if attempts >= retries_left:
+                error = f"{tool} kept failing after {attempts} retries: {exc}"
+                exhausted = True
+                break
+            ctx.sleep(ctx.retry_backoff_s * (2 ** attempts))
+            attempts += 1
+        except ToolError as exc:
+            error = str(exc)
+            break
+    latency = time.perf_counter() - started
+
+    valid = True
+    if result is not None:
+        try:
+            spec.output_model.model_validate(result)
+        except ValidationError:
+            valid, error, result = False, f"{tool} returned an unexpected shape", None
+    if ctx.recorder is not None:
+        ctx.recorder.tool_call(run_id, f"tool:{key}", step=step, tool=tool, args=args,
+                               result=result, error=error, schema_valid=True,
+                               ok=error is None and valid, latency_s=latency,
+                               mutation=spec.mutates and not replayed and error is None)
+    entry = Evidence(tool=tool, args=args, result=result, error=error, step=step)
+    update: dict[str, Any] = {
+        "evidence": {f"{tool}:{canonical_json(args)}": entry},
+        "last_call": entry,
+        "usage": usage_delta(tool_calls=1, retries=attempts),
+    }
+    if spec.mutates and error is None:
+        update["mutations"] = state.get("mutations", 0) + 1
+    if exhausted or not valid:
+        update["outcome"] = "failed"
+        update["reason"] = error
+    return update

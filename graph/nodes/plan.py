@@ -1,0 +1,65 @@
+"""plan: ask the planner model for the next tool call, or for the end of the run."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langgraph.runtime import Runtime
+
+from graph.context import RunContext
+from graph.models import EVIDENCE_MARK, TICKET_MARK, model_name_of
+from graph.state import AgentState, Proposal, usage_delta
+
+
+def planner_messages(state: AgentState, ctx: RunContext) -> list[Any]:
+    """The planner's whole input: system prompt, the ticket, and the evidence so far."""
+    evidence = [
+        {"tool": e["tool"], "args": e["args"], "result": e["result"], "error": e["error"]}
+        for e in state["evidence"].values()
+    ]
+    return [
+        SystemMessage(ctx.workflow.system_prompt),
+        HumanMessage(TICKET_MARK + json.dumps(state["ticket"], sort_keys=True)),
+        HumanMessage(EVIDENCE_MARK + json.dumps(evidence, sort_keys=True)),
+    ]
+
+
+def plan(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    step = state["step"] + 1
+    model = ctx.planner.bind_tools([spec.openai_schema() for spec in ctx.registry])
+    started = time.perf_counter()
+    try:
+        reply = model.invoke(planner_messages(state, ctx))
+    except Exception as exc:  # noqa: BLE001 - a model outage ends in a safe hand-off
+        return {"step": step, "proposal": None, "usage": usage_delta(model_calls=1),
+                "outcome": "failed", "reason": f"planner model failed: {exc}"}
+    latency = time.perf_counter() - started
+    assert isinstance(reply, AIMessage)
+    meta = reply.usage_metadata or {}
+    tokens_in, tokens_out = meta.get("input_tokens", 0), meta.get("output_tokens", 0)
+    name = model_name_of(ctx.planner)
+    cost = ctx.price(name, tokens_in, tokens_out)
+    if ctx.recorder is not None:
+        ctx.recorder.model_call(state["run_id"], f"plan:{step}", node="plan", model=name,
+                                tokens_in=tokens_in, tokens_out=tokens_out, latency_s=latency)
+    usage = usage_delta(model_calls=1, tokens=tokens_in + tokens_out, cost_usd=cost)
+    update: dict[str, Any] = {"step": step, "usage": usage, "gate": None, "verdict": None,
+                              "approval": None}
+
+    proposal: Proposal | None = None
+    if reply.tool_calls:
+        call = reply.tool_calls[0]
+        proposal = Proposal(call_id=call.get("id") or f"call-{step}", tool=call["name"],
+                            args=dict(call["args"]), origin="model")
+    elif reply.invalid_tool_calls:
+        bad = reply.invalid_tool_calls[0]
+        proposal = Proposal(call_id=bad.get("id") or f"call-{step}", tool=bad.get("name") or "",
+                            args=None, origin="model")
+    update["proposal"] = proposal
+    if proposal is None:
+        update["plan_note"] = reply.content if isinstance(reply.content, str) else ""
+    return update

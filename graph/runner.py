@@ -1,0 +1,257 @@
+"""The runner: starts, resumes and decides on runs, one process at a time per run.
+
+Every entry point takes the run's lease, opens the checkpointer and the workflow's database,
+builds the run context, drives the compiled graph with durability "sync", and writes the
+run's status back to the registry. Everything lives under one data directory (SIGNOFF_HOME).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models.chat_models import BaseChatModel
+from langgraph.types import Command
+from pydantic import ValidationError
+
+from checkpoints.runs import RunRecord, RunStore
+from checkpoints.saver import DURABILITY, open_checkpointer, thread_config
+from graph.approvals import check_decision
+from graph.context import Recorder, RunContext, SampleTicket, Workflow
+from graph.errors import BadDecision, NotWaiting, SignoffError
+from graph.factory import build_graph
+from graph.models import ModelSettings, make_chat_model
+from graph.state import InputState, Ticket, usage_delta
+from graph.workflows import get_workflow
+from tools.base import validation_summary
+from tools.ledger import ensure_ledger
+from verifiers.policy import Policy, PolicyError, load_policy
+
+LEASE_TTL_S = 120.0
+
+
+@dataclass(frozen=True)
+class Home:
+    """The data directory and the files in it."""
+
+    root: Path
+
+    @property
+    def runs_db(self) -> Path:
+        return self.root / "control.db"
+
+    @property
+    def checkpoints_db(self) -> Path:
+        return self.root / "checkpoints.db"
+
+    def domain_db(self, workflow: Workflow) -> Path:
+        return self.root / workflow.db_filename
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Where a run stands after a runner call returned."""
+
+    run_id: str
+    status: str
+    reason: str | None
+    pending: dict[str, Any] | None
+    mutations: int
+    ticket_id: str | None
+
+
+@dataclass
+class Runner:
+    """Drives runs of any registered workflow under one data directory."""
+
+    home: Home
+    planner_settings: ModelSettings = field(default_factory=ModelSettings)
+    checker_settings: ModelSettings = field(default_factory=ModelSettings)
+    recorder_factory: Callable[[Home, Workflow], Recorder] | None = None
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    faults: Any = None
+    tool_faults: Any = None
+    """A tools.support.FaultPlan-like object passed to the workflow's tool registry."""
+    price: Callable[[str, int, int], float] | None = None
+    owner: str = field(default_factory=lambda: f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    lease_ttl: float = LEASE_TTL_S
+    policy_override: Path | None = None
+    """Use this policy file instead of the workflow's (for testing a policy change)."""
+
+    def __post_init__(self) -> None:
+        self.home.root.mkdir(parents=True, exist_ok=True)
+        self.runs = RunStore(self.home.runs_db, clock=self.clock)
+
+    def close(self) -> None:
+        self.runs.close()
+
+    # Setup ---------------------------------------------------------------------------------
+
+    def ensure_domain_db(self, workflow: Workflow, *, reset: bool = False) -> Path:
+        """Build the workflow's sample database if it is missing (or when reset)."""
+        path = self.home.domain_db(workflow)
+        if reset or not path.exists():
+            workflow.build_db(path)
+        return path
+
+    def load_policy(self, workflow: Workflow) -> tuple[Policy | None, str | None]:
+        path = self.policy_override or workflow.policy_path
+        try:
+            return load_policy(path, known_tools=set(workflow.tools().names())), None
+        except PolicyError as exc:
+            return None, str(exc)
+
+    # Entry points --------------------------------------------------------------------------
+
+    def start(self, workflow_name: str, ticket: SampleTicket, *, requester: str) -> RunResult:
+        """Start a new run on `ticket` and drive it until it ends or waits for a human."""
+        workflow = get_workflow(workflow_name)
+        policy, _ = self.load_policy(workflow)
+        run_id = f"run-{uuid.uuid4().hex[:10]}"
+        inputs = InputState(
+            run_id=run_id,
+            ticket=Ticket(ticket_id=ticket.ticket_id, customer_id=ticket.customer_id,
+                          customer_email=ticket.customer_email, subject=ticket.subject,
+                          body=ticket.body),
+            started_at=self.clock(), step=0, usage=usage_delta(), evidence={})
+        self._open_domain_db(workflow).close()  # fail before anything is recorded
+        self.runs.create(run_id=run_id, workflow=workflow.name,
+                         workflow_version=workflow.version, tenant_id=ticket.tenant_id,
+                         ticket_id=ticket.ticket_id, customer_id=ticket.customer_id,
+                         requester=requester, policy_version=policy.version if policy else None,
+                         inputs=dict(inputs), lease_owner=self.owner, lease_ttl=self.lease_ttl)
+        try:
+            return self._drive(self.runs.get(run_id), workflow, inputs)
+        finally:
+            self.runs.release_lease(run_id, self.owner)
+
+    def resume(self, run_id: str) -> RunResult:
+        """Continue a run whose process died, from its last checkpoint."""
+        with self._leased(run_id) as record:
+            if record.status == "waiting_approval":
+                raise NotWaiting(f"run {run_id} is waiting for a human decision; use "
+                                 f"`signoff approve|reject|edit {run_id}`")
+            if record.terminal:
+                raise NotWaiting(f"run {run_id} already ended: {record.status}")
+            workflow = get_workflow(record.workflow)
+            with open_checkpointer(self.home.checkpoints_db) as saver:
+                started = saver.get_tuple(thread_config(run_id)) is not None  # type: ignore[arg-type]
+            payload: Any = None if started else record.inputs
+            return self._drive(record, workflow, payload)
+
+    def decide(self, run_id: str, payload: dict[str, Any]) -> RunResult:
+        """Apply a human decision (approve, reject or edit) to a waiting run."""
+        with self._leased(run_id) as record:
+            if record.status != "waiting_approval":
+                raise NotWaiting(f"run {run_id} is not waiting for a decision "
+                                 f"(status: {record.status})")
+            workflow = get_workflow(record.workflow)
+            policy, policy_error = self.load_policy(workflow)
+            if policy is None:
+                raise BadDecision(f"cannot accept a decision: {policy_error}")
+            decision, _ = check_decision(payload, requester=record.requester, policy=policy)
+            if decision.action == "edit":
+                # An edit names the arguments it changes; the rest stay as held.
+                held = (record.pending or {}).get("proposal") or {}
+                tool = held.get("tool", "")
+                spec = workflow.tools().get(tool)
+                if spec is None:
+                    raise BadDecision(f"the held call's tool {tool!r} is unknown")
+                merged = {**(held.get("args") or {}), **(decision.args or {})}
+                try:
+                    spec.parse_args(merged)
+                except ValidationError as exc:
+                    raise BadDecision(f"edited arguments fail {tool}'s schema: "
+                                      f"{validation_summary(exc)}") from None
+                decision = decision.model_copy(update={"args": merged})
+            return self._drive(record, workflow, Command(resume=decision.model_dump()))
+
+    def status(self, run_id: str) -> RunRecord:
+        return self.runs.get(run_id)
+
+    # Internals -----------------------------------------------------------------------------
+
+    @contextmanager
+    def _leased(self, run_id: str) -> Iterator[RunRecord]:
+        self.runs.acquire_lease(run_id, self.owner, self.lease_ttl)
+        try:
+            yield self.runs.get(run_id)
+        finally:
+            self.runs.release_lease(run_id, self.owner)
+
+    def _open_domain_db(self, workflow: Workflow) -> sqlite3.Connection:
+        path = self.home.domain_db(workflow)
+        try:
+            conn = workflow.open_db(path)
+            ensure_ledger(conn)
+        except (OSError, ValueError, sqlite3.DatabaseError) as exc:
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise SignoffError(f"cannot open the {workflow.name} database: {message}") from None
+        return conn
+
+    def _models(self, workflow: Workflow) -> tuple[BaseChatModel, BaseChatModel]:
+        try:
+            return (make_chat_model(self.planner_settings, workflow.planner()),
+                    make_chat_model(self.checker_settings, workflow.checker()))
+        except ValueError as exc:
+            raise SignoffError(str(exc)) from None
+
+    def _drive(self, record: RunRecord, workflow: Workflow, payload: Any) -> RunResult:
+        policy, policy_error = self.load_policy(workflow)
+        planner, checker = self._models(workflow)
+        db = self._open_domain_db(workflow)
+        recorder = self.recorder_factory(self.home, workflow) if self.recorder_factory else None
+        try:
+            ctx = RunContext(
+                run_id=record.run_id, tenant_id=record.tenant_id, requester=record.requester,
+                workflow=workflow, registry=workflow.tools(self.tool_faults), policy=policy,
+                policy_error=policy_error, planner=planner, checker=checker, db=db,
+                runs=self.runs, recorder=recorder, clock=self.clock, sleep=self.sleep,
+                price=self.price or (lambda model, tokens_in, tokens_out: 0.0),
+                faults=self.faults)
+            if recorder is not None and isinstance(payload, dict):
+                start = getattr(recorder, "start_run", None)
+                if start is not None:
+                    start(record.run_id, workflow=workflow.name,
+                          workflow_version=workflow.version,
+                          policy_version=policy.version if policy else None,
+                          tenant_id=record.tenant_id, team=workflow.team,
+                          requester=record.requester, customer_id=record.customer_id,
+                          ticket_id=record.ticket_id, inputs=payload.get("ticket", {}))
+            self.runs.set_status(record.run_id, "running")
+            with open_checkpointer(self.home.checkpoints_db) as saver:
+                graph = build_graph().compile(checkpointer=saver)
+                config = thread_config(record.run_id)
+                for _ in graph.stream(payload, config, context=ctx,  # type: ignore[arg-type]
+                                      durability=DURABILITY, stream_mode="updates"):
+                    self.runs.renew_lease(record.run_id, self.owner, self.lease_ttl)
+                snapshot = graph.get_state(config)  # type: ignore[arg-type]
+            values = snapshot.values
+            if snapshot.interrupts:
+                status, reason = "waiting_approval", "waiting for a human decision"
+                pending = snapshot.interrupts[0].value
+                gate = pending.get("gate") or {}
+                reason = f"held by {gate.get('rule_id')}: {gate.get('reason')}"
+            else:
+                status = values.get("outcome") or "failed"
+                reason, pending = values.get("reason"), None
+                finish = getattr(recorder, "finish_run", None)
+                if finish is not None:
+                    finish(record.run_id, outcome=status, reason=reason)
+            self.runs.set_status(record.run_id, status, reason=reason, pending=pending)
+            return RunResult(run_id=record.run_id, status=status, reason=reason,
+                             pending=pending, mutations=values.get("mutations", 0),
+                             ticket_id=record.ticket_id)
+        finally:
+            db.close()
+            close = getattr(recorder, "close", None)
+            if close is not None:
+                close()

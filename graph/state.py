@@ -1,0 +1,142 @@
+"""The graph's state: one TypedDict, small and bounded.
+
+SqliteSaver stores the whole state in every checkpoint, so a list that grows with every step
+would make storage grow quadratically. State therefore holds the current proposal and its
+verdicts, a bounded map of evidence (the latest facts, keyed by the call that produced them)
+and counters. The full step history lives in the trace store, not here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypedDict
+
+from typing_extensions import NotRequired
+
+from verifiers.gate import GateDecision, Usage
+
+EVIDENCE_LIMIT = 16
+"""How many evidence entries state keeps; the oldest are dropped first."""
+
+Outcome = Literal["resolved", "escalated", "blocked", "rejected", "failed"]
+
+
+class Ticket(TypedDict):
+    """The work item, copied once into state at the start of a run."""
+
+    ticket_id: str
+    customer_id: str | None
+    customer_email: str | None
+    subject: str
+    body: str
+
+
+class Proposal(TypedDict):
+    """One tool call the planner (or an approver's edit) proposes."""
+
+    call_id: str
+    tool: str
+    args: dict[str, Any] | None
+    """None when the model's arguments were not valid JSON."""
+    origin: Literal["model", "human_edit"]
+
+
+class RuleCheck(TypedDict):
+    rule_id: str
+    ok: bool
+    reason: str
+
+
+class Verdict(TypedDict):
+    """The verifier's result: rule invariants and the second-model argument check."""
+
+    ok: bool
+    invariants: list[RuleCheck]
+    model_check: RuleCheck
+    reason: str
+
+
+class Approval(TypedDict):
+    """A human decision on a held action."""
+
+    action: Literal["approve", "reject", "edit"]
+    by: str
+    role: str
+    reason: str
+    policy_version: str
+    policy_digest: str
+
+
+class Evidence(TypedDict):
+    tool: str
+    args: dict[str, Any]
+    result: dict[str, Any] | None
+    error: str | None
+    step: int
+
+
+def merge_evidence(left: dict[str, Evidence], right: dict[str, Evidence]) -> dict[str, Evidence]:
+    """Merge new evidence in, newest last, keeping at most EVIDENCE_LIMIT entries."""
+    merged = {k: v for k, v in left.items() if k not in right}
+    merged.update(right)
+    if len(merged) > EVIDENCE_LIMIT:
+        merged = dict(list(merged.items())[-EVIDENCE_LIMIT:])
+    return merged
+
+
+def add_usage(left: Usage, right: Usage) -> Usage:
+    """Usage deltas add up (LangGraph starts the channel from an empty dict)."""
+    return Usage(
+        model_calls=left.get("model_calls", 0) + right.get("model_calls", 0),
+        tokens=left.get("tokens", 0) + right.get("tokens", 0),
+        tool_calls=left.get("tool_calls", 0) + right.get("tool_calls", 0),
+        retries=left.get("retries", 0) + right.get("retries", 0),
+        cost_usd=round(left.get("cost_usd", 0.0) + right.get("cost_usd", 0.0), 8),
+    )
+
+
+def usage_delta(**kwargs: float) -> Usage:
+    base = Usage(model_calls=0, tokens=0, tool_calls=0, retries=0, cost_usd=0.0)
+    base.update(kwargs)  # type: ignore[typeddict-item]
+    return base
+
+
+class AgentState(TypedDict):
+    """State of one run (one LangGraph thread)."""
+
+    run_id: str
+    ticket: Ticket
+    started_at: float
+    step: int
+    """Counts proposals; part of every idempotency key."""
+    usage: Annotated[Usage, add_usage]
+    evidence: Annotated[dict[str, Evidence], merge_evidence]
+    mutations: NotRequired[int]
+    """Mutations committed by this run."""
+    proposal: NotRequired[Proposal | None]
+    gate: NotRequired[GateDecision | None]
+    verdict: NotRequired[Verdict | None]
+    approval: NotRequired[Approval | None]
+    last_call: NotRequired[Evidence | None]
+    """The call execute ran last; postcheck reads it."""
+    plan_note: NotRequired[str]
+    """The planner's final words when it ends the run."""
+    first_warning_at: NotRequired[float | None]
+    outcome: NotRequired[Outcome]
+    reason: NotRequired[str]
+
+
+class InputState(TypedDict):
+    run_id: str
+    ticket: Ticket
+    started_at: float
+    step: int
+    usage: Usage
+    evidence: dict[str, Evidence]
+
+
+class OutputState(TypedDict):
+    run_id: str
+    outcome: NotRequired[Outcome]
+    reason: NotRequired[str]
+    usage: Usage
+    mutations: NotRequired[int]

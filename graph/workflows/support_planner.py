@@ -1,0 +1,118 @@
+"""The offline planner for the support workflow: deterministic intent rules as a chat model.
+
+It reads the same messages a real model reads (the ticket and the evidence as JSON) and answers
+with one tool call at a time, or with "DONE" text. It is deliberately credulous: it takes the
+amount the customer wrote at face value, as a naive model would, so the gate and the verifier
+have real work to do on the injection and over-limit tickets.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage
+
+from graph.models import EVIDENCE_MARK, TICKET_MARK, ScriptedChatModel, cents_in, extract_block
+
+ORDER_ID = re.compile(r"\bORD-\d{5}\b")
+REFUND = re.compile(r"refund|money back|charged twice|double[- ]charged|duplicate charge", re.I)
+STATUS = re.compile(r"where is|status|tracking|not (?:yet )?(?:arrived|received)|"
+                    r"haven't received|has not arrived", re.I)
+
+
+def _money(cents: int) -> str:
+    return f"${cents / 100:,.2f}"
+
+
+class SupportPlanner(ScriptedChatModel):
+    """Intent rules for refunds, order-status questions and hand-offs."""
+
+    model_name: str = "scripted-support-planner"
+
+    def respond(self, messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
+        ticket = extract_block(messages, TICKET_MARK) or {}
+        evidence: list[dict[str, Any]] = extract_block(messages, EVIDENCE_MARK) or []
+        call = self.next_call(ticket, evidence)
+        if call is None:
+            return AIMessage(content="DONE: " + self.summary(evidence))
+        name, args = call
+        step = len(evidence) + 1
+        return AIMessage(content="", tool_calls=[{"name": name, "args": args,
+                                                  "id": f"call_{step}_{name}"}])
+
+    @staticmethod
+    def summary(evidence: list[dict[str, Any]]) -> str:
+        done = [e["tool"] for e in evidence if e.get("error") is None
+                and e["tool"] in {"create_refund_request", "add_ticket_note", "escalate_to_human"}]
+        return ", ".join(done) or "nothing to do"
+
+    def next_call(self, ticket: dict[str, Any],
+                  evidence: list[dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:
+        def found(tool: str, **match: Any) -> dict[str, Any] | None:
+            for e in reversed(evidence):
+                if e["tool"] == tool and all(e["args"].get(k) == v for k, v in match.items()):
+                    return e
+            return None
+
+        ticket_id = ticket.get("ticket_id", "")
+        if found("escalate_to_human"):
+            return None
+        failed = [e for e in evidence if e.get("error")]
+        if failed:
+            return "escalate_to_human", {
+                "ticket_id": ticket_id,
+                "reason": f"could not complete automatically: {failed[-1]['error']}"[:900]}
+
+        text = f"{ticket.get('subject', '')}\n{ticket.get('body', '')}"
+        email = ticket.get("customer_email")
+        customer = found("lookup_customer")
+        if customer is None:
+            if not email:
+                return "escalate_to_human", {"ticket_id": ticket_id,
+                                             "reason": "the ticket names no customer"}
+            return "lookup_customer", {"email": email}
+        customer_id = customer["result"]["customer_id"]
+
+        wants_refund, wants_status = bool(REFUND.search(text)), bool(STATUS.search(text))
+        if not (wants_refund or wants_status):
+            return "escalate_to_human", {"ticket_id": ticket_id,
+                                         "reason": "no automated path for this request"}
+        mentioned = ORDER_ID.findall(text)
+        order_id = mentioned[0] if mentioned else None
+        if order_id is None:
+            orders = found("list_orders", customer_id=customer_id)
+            if orders is None:
+                return "list_orders", {"customer_id": customer_id, "limit": 10}
+            wanted = {"delivered"} if wants_refund else {"shipped", "pending", "delivered"}
+            candidates = [o for o in orders["result"]["orders"] if o["status"] in wanted]
+            if not candidates:
+                return "escalate_to_human", {"ticket_id": ticket_id,
+                                             "reason": "could not tell which order is meant"}
+            order_id = max(candidates, key=lambda o: o["placed_at"])["order_id"]
+        order = found("get_order", order_id=order_id)
+        if order is None:
+            return "get_order", {"order_id": order_id}
+        facts = order["result"]
+
+        if wants_refund:
+            refund = found("create_refund_request", order_id=order_id)
+            if refund is None:
+                amounts = cents_in(text)
+                amount = amounts[0] if amounts else facts["refundable_cents"]
+                return "create_refund_request", {
+                    "order_id": order_id, "amount_cents": amount,
+                    "reason": (ticket.get("subject") or "customer refund request")[:200]}
+            if found("add_ticket_note") is None:
+                r = refund["result"]
+                return "add_ticket_note", {
+                    "ticket_id": ticket_id, "visibility": "public",
+                    "body": f"We have requested a refund of {_money(r['amount_cents'])} for "
+                            f"order {order_id} (refund {r['refund_id']})."}
+            return None
+        if found("add_ticket_note") is None:
+            shipped = f", shipped {facts['shipped_at'][:10]}" if facts.get("shipped_at") else ""
+            return "add_ticket_note", {
+                "ticket_id": ticket_id, "visibility": "public",
+                "body": f"Order {order_id} is {facts['status']}{shipped}."}
+        return None

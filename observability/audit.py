@@ -1,0 +1,308 @@
+"""Tamper-evident audit log: an append-only, SHA-256 hash-chained table in audit.db."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from observability.db import AUDIT_FILE, StoreError, canonical_json, checkpoint_and_close, connect
+
+GENESIS_HASH = "0" * 64
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,
+    prev_hash TEXT NOT NULL,
+    entry_hash TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    run_id TEXT,
+    payload TEXT NOT NULL,
+    at REAL NOT NULL,
+    dedupe_key TEXT UNIQUE
+);
+CREATE TABLE IF NOT EXISTS audit_anchor (
+    through_seq INTEGER PRIMARY KEY,
+    through_hash TEXT NOT NULL,
+    purged_at REAL NOT NULL
+);
+"""
+
+
+def entry_hash(
+    seq: int, prev_hash: str, kind: str, run_id: str | None, payload: Any, at: float
+) -> str:
+    """sha256 over the canonical JSON of the entry's fields (payload as a JSON value)."""
+    body = {
+        "seq": seq,
+        "prev_hash": prev_hash,
+        "kind": kind,
+        "run_id": run_id,
+        "payload": payload,
+        "at": at,
+    }
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class AuditVerification:
+    """The outcome of walking the chain."""
+
+    ok: bool
+    """True when every entry links to the one before and matches its own hash."""
+    entries_checked: int
+    """How many entries were read."""
+    first_bad_seq: int | None = None
+    """The seq of the first entry that is modified, missing, inserted or out of order."""
+    reason: str | None = None
+    """Why that entry is bad, in one line."""
+
+
+class Anchor(NamedTuple):
+    through_seq: int
+    """The last purged seq; the chain resumes at through_seq + 1."""
+    through_hash: str
+    """That entry's hash, which the next entry's prev_hash must equal."""
+
+
+class _Row(NamedTuple):
+    seq: int
+    prev_hash: str
+    entry_hash: str
+    kind: str
+    run_id: str | None
+    payload: str
+    at: float
+
+    def recomputed(self, *, seq: int | None = None, prev_hash: str | None = None) -> str:
+        return entry_hash(
+            self.seq if seq is None else seq,
+            self.prev_hash if prev_hash is None else prev_hash,
+            self.kind,
+            self.run_id,
+            _json_or_text(self.payload),
+            self.at,
+        )
+
+
+def _json_or_text(payload: str) -> Any:
+    try:
+        return json.loads(payload)
+    except ValueError:
+        return payload  # a tampered payload still hashes, to a different value
+
+
+class AuditLog:
+    """Appends entries under a write lock so seq and prev_hash stay consistent."""
+
+    def __init__(self, home: Path, *, clock: Callable[[], float], create: bool = True) -> None:
+        self._conn = connect(Path(home) / AUDIT_FILE, create=create)
+        self._clock = clock
+        self._lock = threading.Lock()
+        try:
+            if (
+                not create
+                and self._conn.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit'"
+                ).fetchone()
+                is None
+            ):
+                raise StoreError(f"{Path(home) / AUDIT_FILE} is not a signoff audit log")
+            self._conn.executescript(_SCHEMA)
+        except StoreError:
+            self._conn.close()
+            raise
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise StoreError(f"cannot read {Path(home) / AUDIT_FILE}: {exc}") from exc
+
+    def append(
+        self,
+        kind: str,
+        run_id: str | None,
+        payload: dict[str, Any],
+        *,
+        dedupe_key: str | None = None,
+        at: float | None = None,
+    ) -> int | None:
+        """Append one entry and return its seq; None if `dedupe_key` was already logged.
+
+        `at` defaults to the clock; the recorder passes its event's time so both agree.
+        """
+        with self._lock, self._write() as conn:
+            if (
+                dedupe_key is not None
+                and conn.execute(
+                    "SELECT 1 FROM audit WHERE dedupe_key = ?", (dedupe_key,)
+                ).fetchone()
+            ):
+                return None
+            return self._insert(kind, run_id, payload, dedupe_key, at)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE takes the write lock before the head is read, so two writers
+        # (two processes) cannot both link to the same prev_hash.
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def _insert(
+        self,
+        kind: str,
+        run_id: str | None,
+        payload: dict[str, Any],
+        dedupe_key: str | None,
+        at: float | None = None,
+    ) -> int:
+        payload_json = canonical_json(payload)
+        seq, prev = self._head()
+        seq += 1
+        at = self._clock() if at is None else at
+        digest = entry_hash(seq, prev, kind, run_id, json.loads(payload_json), at)
+        self._conn.execute(
+            "INSERT INTO audit (seq, prev_hash, entry_hash, kind, run_id, payload, at,"
+            " dedupe_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (seq, prev, digest, kind, run_id, payload_json, at, dedupe_key),
+        )
+        return seq
+
+    def _head(self) -> tuple[int, str]:
+        row = self._conn.execute(
+            "SELECT seq, entry_hash FROM audit ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        if row:
+            return int(row[0]), str(row[1])
+        anchor = self.anchor()
+        return (anchor.through_seq, anchor.through_hash) if anchor else (0, GENESIS_HASH)
+
+    def head(self) -> tuple[int, str]:
+        """(seq, entry_hash) of the newest entry; publish it elsewhere to pin the chain."""
+        with self._lock:
+            return self._head()
+
+    def anchor(self) -> Anchor | None:
+        row = self._conn.execute(
+            "SELECT through_seq, through_hash FROM audit_anchor ORDER BY through_seq DESC LIMIT 1"
+        ).fetchone()
+        return Anchor(int(row[0]), str(row[1])) if row else None
+
+    def purge_before(self, cutoff: float) -> int:
+        """Delete the oldest entries logged before `cutoff`, keep an anchor, return the count.
+
+        Only a prefix of the chain is removed, so what remains still links to the anchor.
+        The purge is logged in the same transaction; verify() checks the anchor against it.
+        """
+        with self._lock, self._write() as conn:
+            first_kept = conn.execute(
+                "SELECT min(seq) FROM audit WHERE at >= ?", (cutoff,)
+            ).fetchone()[0]
+            row = conn.execute(
+                "SELECT seq, entry_hash FROM audit WHERE seq < ? ORDER BY seq DESC LIMIT 1",
+                (first_kept if first_kept is not None else 2**62,),
+            ).fetchone()
+            if row is None:
+                return 0
+            deleted = int(conn.execute("DELETE FROM audit WHERE seq <= ?", (row[0],)).rowcount)
+            conn.execute(
+                "INSERT INTO audit_anchor (through_seq, through_hash, purged_at) VALUES (?,?,?)",
+                (row[0], row[1], self._clock()),
+            )
+            self._insert(
+                "purge",
+                None,
+                {"through_seq": row[0], "through_hash": row[1], "deleted": deleted},
+                None,
+            )
+            return deleted
+
+    def verify(self) -> AuditVerification:
+        with self._lock:
+            rows = [
+                _Row(*row)
+                for row in self._conn.execute(
+                    "SELECT seq, prev_hash, entry_hash, kind, run_id, payload, at"
+                    " FROM audit ORDER BY seq"
+                )
+            ]
+            return verify_chain(rows, self.anchor())
+
+    def close(self) -> None:
+        with self._lock:
+            checkpoint_and_close(self._conn)
+
+
+def verify_chain(rows: Sequence[_Row], anchor: Anchor | None) -> AuditVerification:
+    """Walk entries in seq order and name the first one that breaks the chain."""
+    expected_seq, prev_hash = (
+        (anchor.through_seq + 1, anchor.through_hash) if anchor else (1, GENESIS_HASH)
+    )
+    anchor_confirmed = anchor is None
+    for index, row in enumerate(rows):
+        checked = index + 1
+        problem = _diagnose(
+            row, rows[index + 1] if index + 1 < len(rows) else None, expected_seq, prev_hash
+        )
+        if problem is not None:
+            return AuditVerification(False, checked, problem[0], problem[1])
+        if anchor is not None and row.kind == "purge":
+            payload = _json_or_text(row.payload)
+            anchor_confirmed = anchor_confirmed or (
+                isinstance(payload, dict)
+                and payload.get("through_seq") == anchor.through_seq
+                and payload.get("through_hash") == anchor.through_hash
+            )
+        prev_hash, expected_seq = row.entry_hash, row.seq + 1
+    if anchor is not None and not anchor_confirmed:
+        return AuditVerification(
+            False,
+            len(rows),
+            anchor.through_seq + 1,
+            "purge anchor has no matching purge entry in the log",
+        )
+    return AuditVerification(True, len(rows))
+
+
+def _diagnose(
+    row: _Row, following: _Row | None, expected_seq: int, prev_hash: str
+) -> tuple[int, str] | None:
+    if row.seq != expected_seq:
+        return expected_seq, f"entry missing (deleted); the next entry is {row.seq}"
+    if row.recomputed() != row.entry_hash:
+        # A moved entry still hashes correctly under the seq it was written with.
+        if row.recomputed(seq=row.seq - 1) == row.entry_hash:
+            return row.seq - 1, "entry inserted (the entries after it were renumbered)"
+        if row.recomputed(seq=row.seq + 1) == row.entry_hash:
+            if (
+                following is not None
+                and following.prev_hash == prev_hash
+                and (following.recomputed(seq=row.seq) == following.entry_hash)
+            ):
+                return row.seq, f"entries {row.seq} and {following.seq} swapped (reordered)"
+            return row.seq, "entry deleted (the entries after it were renumbered)"
+        return row.seq, "entry_hash does not match the entry's contents (modified)"
+    if row.prev_hash != prev_hash:
+        return row.seq, "prev_hash does not match the previous entry's hash (inserted or reordered)"
+    return None
+
+
+def verify_audit(home: Path) -> AuditVerification:
+    """Verify `home/audit.db`; a missing or unreadable file raises StoreError."""
+    log = AuditLog(home, clock=time.time, create=False)
+    try:
+        return log.verify()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"cannot read {Path(home) / AUDIT_FILE}: {exc}") from exc
+    finally:
+        log.close()

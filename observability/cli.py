@@ -1,0 +1,171 @@
+"""CLI commands over the observability library: traces, report, audit verify, traces-purge."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from observability.audit import verify_audit
+from observability.db import StoreError
+from observability.prices import PriceTable
+from observability.render import render_report
+from observability.report import compute_report
+from observability.retention import purge
+from observability.search import search_traces
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _parse_time(flag: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        _fail(f"{flag} must be an ISO date or datetime, e.g. 2025-01-31T09:00, got {value!r}")
+    # A naive time is local time, as a user typing it would expect.
+    return parsed if parsed.tzinfo else parsed.astimezone()
+
+
+def _when(epoch: float | None) -> str:
+    return "" if epoch is None else datetime.fromtimestamp(epoch).isoformat(timespec="seconds")
+
+
+def register(app: typer.Typer, home: Callable[[], Path]) -> None:
+    """Add `traces`, `report`, `audit verify` and `traces-purge` to `app`.
+
+    `home` returns the data directory holding traces.db and audit.db; it is called per command.
+    """
+
+    @app.command("traces")
+    def traces(
+        run: Annotated[str | None, typer.Option("--run", help="Run id.")] = None,
+        customer: Annotated[str | None, typer.Option("--customer", help="Customer id.")] = None,
+        tool: Annotated[
+            str | None, typer.Option("--tool", help="Runs that called this tool.")
+        ] = None,
+        outcome: Annotated[
+            str | None,
+            typer.Option("--outcome", help="resolved, escalated, blocked, rejected or failed."),
+        ] = None,
+        text: Annotated[
+            str | None,
+            typer.Option("--text", help="Words in inputs, tool calls or reasons (redacted text)."),
+        ] = None,
+        since: Annotated[str | None, typer.Option("--since", help="ISO start time.")] = None,
+        until: Annotated[str | None, typer.Option("--until", help="ISO end time.")] = None,
+        limit: Annotated[int, typer.Option("--limit", help="At most this many runs.")] = 50,
+        as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    ) -> None:
+        """Search recorded runs, newest first.
+
+        Example: signoff traces --customer C-1001 --outcome escalated --since 2025-01-01
+        """
+        try:
+            rows = search_traces(
+                home(),
+                run_id=run,
+                customer_id=customer,
+                tool=tool,
+                outcome=outcome,
+                text=text,
+                since=_parse_time("--since", since),
+                until=_parse_time("--until", until),
+                limit=limit,
+            )
+        except StoreError as exc:
+            _fail(str(exc))
+        if as_json:
+            for row in rows:
+                typer.echo(json.dumps(row, sort_keys=True))
+            return
+        table = Table("run", "workflow", "customer", "outcome", "reason", "started", "cost")
+        for row in rows:
+            cost = "" if row["cost_usd"] is None else f"${row['cost_usd']:.4f}"
+            table.add_row(
+                row["run_id"],
+                f"{row['workflow']}@{row['workflow_version']}",
+                row["customer_id"] or "",
+                row["outcome"] or "running",
+                row["reason"] or "",
+                _when(row["started_at"]),
+                cost,
+            )
+        Console().print(table)
+        typer.echo(f"{len(rows)} run(s)")
+
+    @app.command("report")
+    def report(
+        prices: Annotated[
+            Path | None, typer.Option("--prices", help="TOML price table overriding the defaults.")
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    ) -> None:
+        """Success rate, escalation reasons, latency, tool-call quality and cost per success.
+
+        Example: signoff report --prices prices.toml
+        """
+        try:
+            table = PriceTable.from_toml(prices) if prices else None
+            result = compute_report(home(), prices=table)
+        except (StoreError, OSError, ValueError) as exc:
+            _fail(str(exc))
+        if as_json:
+            typer.echo(json.dumps(dataclasses.asdict(result), sort_keys=True))
+            return
+        Console().print(render_report(result))
+
+    audit = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+    app.add_typer(audit, name="audit")
+
+    @audit.command("verify")
+    def audit_verify() -> None:
+        """Check the audit log's hash chain; exit 1 naming the first bad entry if tampered.
+
+        Example: signoff audit verify
+        """
+        try:
+            result = verify_audit(home())
+        except StoreError as exc:
+            _fail(str(exc))
+        if not result.ok:
+            typer.echo(f"audit log tampered: entry {result.first_bad_seq}: {result.reason}")
+            raise typer.Exit(1)
+        typer.echo(f"audit log intact: {result.entries_checked} entries")
+
+    @app.command("traces-purge")
+    def traces_purge(
+        older_than_days: Annotated[
+            float,
+            typer.Option(
+                "--older-than-days", min=0, help="Purge runs that started more than N days ago."
+            ),
+        ],
+        keep_audit: Annotated[
+            bool, typer.Option("--keep-audit", help="Purge traces only; keep every audit entry.")
+        ] = False,
+    ) -> None:
+        """Delete old traces and audit entries; the audit chain stays verifiable.
+
+        Example: signoff traces-purge --older-than-days 90
+        """
+        try:
+            result = purge(home(), older_than_days, audit=not keep_audit)
+        except StoreError as exc:
+            _fail(str(exc))
+        summary: dict[str, Any] = dataclasses.asdict(result)
+        typer.echo(
+            f"purged {summary['runs_deleted']} run(s), {summary['events_deleted']} event(s), "
+            f"{summary['audit_entries_deleted']} audit entr(y/ies) before {_when(result.cutoff)}"
+        )

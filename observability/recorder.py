@@ -1,0 +1,299 @@
+"""The Recorder: the graph's one entry point for traces, costs and the audit log."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from observability.audit import AuditLog
+from observability.db import TRACES_FILE, canonical_json, checkpoint_and_close, connect
+from observability.prices import PriceTable
+from observability.redact import Redactor
+from observability.schema import ensure_trace_schema
+
+DECISION_KINDS = frozenset(
+    {"gate", "verify_rules", "verify_model", "approval", "postcheck", "fallback", "kill"}
+)
+OUTCOMES = frozenset({"resolved", "escalated", "blocked", "rejected", "failed"})
+WARNING_VERDICTS = frozenset({"yellow", "red", "blocked", "fail", "reject"})
+# A fallback or kill is itself a warning sign when nothing warned before it.
+_STOP_KINDS = frozenset({"fallback", "kill"})
+
+
+class Recorder:
+    """Writes each event in its own short transaction, redacted, at most once per event_key.
+
+    LangGraph re-runs nodes on resume and replay, so every method may be called again with
+    the same key; the repeat is ignored. Thread-safe: one connection per store, one lock.
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        *,
+        prices: PriceTable | None = None,
+        pii_fields: frozenset[str] = frozenset(),
+        redact: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._home = Path(home)
+        self._prices = prices or PriceTable.default()
+        self._redactor = Redactor(pii_fields, enabled=redact)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._conn = connect(self._home / TRACES_FILE, create=True)
+        ensure_trace_schema(self._conn)
+        self._audit = AuditLog(self._home, clock=clock)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _insert(self, table: str, row: dict[str, Any]) -> bool:
+        """INSERT OR IGNORE one row in its own transaction; True if it was new."""
+        columns = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        with self._lock:
+            cursor = self._conn.execute(
+                f"INSERT OR IGNORE INTO {table} ({columns}) VALUES ({marks})", tuple(row.values())
+            )
+        return cursor.rowcount == 1
+
+    def _json(self, value: Any) -> str | None:
+        return None if value is None else canonical_json(self._redactor.value(value))
+
+    def _text(self, value: str | None) -> str | None:
+        return None if value is None else str(self._redactor.value(value))
+
+    # -- the interface the graph calls ---------------------------------------------------
+
+    def start_run(
+        self,
+        run_id: str,
+        *,
+        workflow: str,
+        workflow_version: str,
+        policy_version: str,
+        tenant_id: str,
+        team: str,
+        requester: str,
+        customer_id: str | None,
+        ticket_id: str | None,
+        inputs: dict[str, Any],
+    ) -> None:
+        """Record a run's identity and (redacted) inputs; a second call is ignored."""
+        redact = self._redactor.field
+        row = {
+            "run_id": run_id,
+            "workflow": workflow,
+            "workflow_version": workflow_version,
+            "policy_version": policy_version,
+            "tenant_id": tenant_id,
+            "team": team,
+            # The requester is an operator identity the audit must name, not customer data.
+            "requester": requester
+            if "requester" not in self._redactor.pii_fields
+            else redact("requester", requester),
+            "customer_id": redact("customer_id", customer_id),
+            "ticket_id": redact("ticket_id", ticket_id),
+            "inputs": self._json(inputs),
+            "started_at": self._clock(),
+        }
+        if self._insert("runs", row):
+            payload = {
+                k: row[k]
+                for k in (
+                    "workflow",
+                    "workflow_version",
+                    "policy_version",
+                    "tenant_id",
+                    "team",
+                    "requester",
+                    "customer_id",
+                    "ticket_id",
+                )
+            }
+            self._audit.append(
+                "run_started",
+                run_id,
+                payload,
+                dedupe_key=f"{run_id}\x1fstart",
+                at=row["started_at"],
+            )
+
+    def evidence(self, run_id: str, event_key: str, *, source: str, ref: str) -> None:
+        """Record a reference (e.g. "orders:A-1001") to evidence the run relied on."""
+        self._insert(
+            "evidence",
+            {
+                "run_id": run_id,
+                "event_key": event_key,
+                "at": self._clock(),
+                "source": source,
+                "ref": self._text(ref),
+            },
+        )
+
+    def model_call(
+        self,
+        run_id: str,
+        event_key: str,
+        *,
+        node: str,
+        model: str,
+        tokens_in: int,
+        tokens_out: int,
+        latency_s: float,
+    ) -> None:
+        """Record one chat-model call and its cost (NULL for a model with no price)."""
+        self._insert(
+            "model_calls",
+            {
+                "run_id": run_id,
+                "event_key": event_key,
+                "at": self._clock(),
+                "node": node,
+                "model": model,
+                "tokens_in": tokens_in,
+                "tokens_out": tokens_out,
+                "latency_s": latency_s,
+                "cost_usd": self._prices.cost(model, tokens_in, tokens_out),
+            },
+        )
+
+    def tool_call(
+        self,
+        run_id: str,
+        event_key: str,
+        *,
+        step: str,
+        tool: str,
+        args: dict[str, Any],
+        result: dict[str, Any] | None,
+        error: str | None,
+        schema_valid: bool,
+        ok: bool,
+        latency_s: float,
+        mutation: bool,
+    ) -> None:
+        """Record one tool call; a mutation is also appended to the audit log."""
+        row = {
+            "run_id": run_id,
+            "event_key": event_key,
+            "at": self._clock(),
+            "step": step,
+            "tool": tool,
+            "args": self._json(args),
+            "result": self._json(result),
+            "error": self._text(error),
+            "schema_valid": int(schema_valid),
+            "ok": int(ok),
+            "latency_s": latency_s,
+            "mutation": int(mutation),
+        }
+        self._insert("tool_calls", row)
+        if mutation:  # outside the trace insert's check, so a crash between the two heals
+            payload = {
+                "event_key": event_key,
+                "step": step,
+                "tool": tool,
+                "args": self._redactor.value(args),
+                "result": self._redactor.value(result),
+                "error": row["error"],
+                "ok": ok,
+            }
+            self._audit.append(
+                "mutation",
+                run_id,
+                payload,
+                dedupe_key=f"{run_id}\x1fevent\x1f{event_key}",
+                at=row["at"],
+            )
+
+    def decision(
+        self,
+        run_id: str,
+        event_key: str,
+        *,
+        step: str,
+        kind: str,
+        verdict: str,
+        rule_id: str | None,
+        reason: str | None,
+        data: dict[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> None:
+        """Record a gate/verifier/approval/postcheck/fallback/kill verdict, also in the audit.
+
+        `actor` is the identity behind the decision (the approver); it is kept verbatim.
+        """
+        if kind not in DECISION_KINDS:
+            raise ValueError(
+                f"unknown decision kind {kind!r}; expected one of {sorted(DECISION_KINDS)}"
+            )
+        at = self._clock()
+        row = {
+            "run_id": run_id,
+            "event_key": event_key,
+            "at": at,
+            "step": step,
+            "kind": kind,
+            "verdict": verdict,
+            "rule_id": rule_id,
+            "reason": self._text(reason),
+            "actor": actor,
+            "data": self._json(data),
+        }
+        if self._insert("decisions", row):
+            with self._lock:
+                if verdict in WARNING_VERDICTS or kind in _STOP_KINDS:
+                    self._conn.execute(
+                        "UPDATE runs SET first_warning_at = ? WHERE run_id = ?"
+                        " AND first_warning_at IS NULL",
+                        (at, run_id),
+                    )
+                if kind in _STOP_KINDS:
+                    self._conn.execute(
+                        "UPDATE runs SET fallback_at = ? WHERE run_id = ? AND fallback_at IS NULL",
+                        (at, run_id),
+                    )
+        payload = {
+            k: row[k]
+            for k in ("event_key", "step", "verdict", "rule_id", "reason", "actor", "data")
+        }
+        self._audit.append(
+            kind, run_id, payload, dedupe_key=f"{run_id}\x1fevent\x1f{event_key}", at=at
+        )
+
+    def finish_run(self, run_id: str, *, outcome: str, reason: str | None) -> None:
+        """Record the final outcome; the first call wins, later ones are ignored."""
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r}; expected one of {sorted(OUTCOMES)}")
+        reason_text = self._text(reason)
+        at = self._clock()
+        with self._lock:
+            self._conn.execute(
+                "UPDATE runs SET outcome = ?, reason = ?, finished_at = ?"
+                " WHERE run_id = ? AND finished_at IS NULL",
+                (outcome, reason_text, at, run_id),
+            )
+        self._audit.append(
+            "run_finished",
+            run_id,
+            {"outcome": outcome, "reason": reason_text},
+            dedupe_key=f"{run_id}\x1ffinish",
+            at=at,
+        )
+
+    def close(self) -> None:
+        """Checkpoint both databases' WAL into their files and close them."""
+        with self._lock:
+            checkpoint_and_close(self._conn)
+        self._audit.close()
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

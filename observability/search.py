@@ -1,0 +1,87 @@
+"""Search runs by id, customer, tool, outcome, free text (FTS5) and time range."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from observability.reader import open_traces
+from observability.schema import FTS_COLUMNS
+
+RUN_COLUMNS = (
+    "run_id",
+    "workflow",
+    "workflow_version",
+    "team",
+    "tenant_id",
+    "customer_id",
+    "ticket_id",
+    "outcome",
+    "reason",
+    "started_at",
+    "finished_at",
+)
+
+
+def _timestamp(value: datetime | float | None) -> float | None:
+    if value is None or isinstance(value, int | float):
+        return value
+    return value.timestamp()
+
+
+def search_traces(
+    home: Path,
+    *,
+    run_id: str | None = None,
+    customer_id: str | None = None,
+    tool: str | None = None,
+    outcome: str | None = None,
+    text: str | None = None,
+    since: datetime | float | None = None,
+    until: datetime | float | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """Runs matching every given filter, newest first, each with its total cost_usd.
+
+    `text` is matched as literal words against the redacted inputs, tool arguments and
+    results, errors and decision reasons. `since`/`until` bound the run's start time.
+    """
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("r.run_id", run_id),
+        ("r.customer_id", customer_id),
+        ("r.outcome", outcome),
+    ):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if tool is not None:
+        where.append("r.run_id IN (SELECT run_id FROM tool_calls WHERE tool = ?)")
+        params.append(tool)
+    if since is not None:
+        where.append("r.started_at >= ?")
+        params.append(_timestamp(since))
+    if until is not None:
+        where.append("r.started_at < ?")
+        params.append(_timestamp(until))
+    with open_traces(home) as conn:
+        if text:
+            query = sqlite_utils.Database(conn).quote_fts(text)
+            matches = " UNION ".join(
+                f"SELECT t.run_id FROM {table} t JOIN {table}_fts f ON f.rowid = t.rowid"
+                f" WHERE {table}_fts MATCH ?"
+                for table in FTS_COLUMNS
+            )
+            where.append(f"r.run_id IN ({matches})")
+            params.extend([query] * len(FTS_COLUMNS))
+        sql = (
+            f"SELECT {', '.join('r.' + c for c in RUN_COLUMNS)},"
+            " (SELECT sum(cost_usd) FROM model_calls m WHERE m.run_id = r.run_id) AS cost_usd"
+            f" FROM runs r {'WHERE ' + ' AND '.join(where) if where else ''}"
+            " ORDER BY r.started_at DESC, r.run_id LIMIT ?"
+        )
+        return [dict(row) for row in conn.execute(sql, [*params, limit])]

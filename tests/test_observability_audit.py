@@ -1,0 +1,155 @@
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from observability import AuditLog, purge, verify_audit
+from observability.audit import GENESIS_HASH, entry_hash
+from observability.db import StoreError
+from observability.testing import FakeClock
+
+ENTRIES = 6
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    log = AuditLog(tmp_path, clock=FakeClock())
+    for n in range(1, ENTRIES + 1):
+        log.append("gate", "r1", {"step": n, "verdict": "green"}, dedupe_key=f"k{n}")
+    log.close()
+    return tmp_path
+
+
+def tamper(home: Path, *statements: str) -> None:
+    with sqlite3.connect(home / "audit.db") as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def test_an_untouched_log_verifies(home: Path) -> None:
+    result = verify_audit(home)
+    assert (result.ok, result.entries_checked, result.first_bad_seq) == (True, ENTRIES, None)
+
+
+def test_entries_link_by_sha256_over_canonical_json(home: Path) -> None:
+    with sqlite3.connect(home / "audit.db") as conn:
+        first = conn.execute("SELECT seq, prev_hash, entry_hash, at FROM audit").fetchone()
+    assert first[:2] == (1, GENESIS_HASH)
+    assert first[2] == entry_hash(1, GENESIS_HASH, "gate", "r1", {"step": 1, "verdict": "green"},
+                                  first[3])
+
+
+def test_a_duplicate_dedupe_key_is_not_appended(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path, clock=FakeClock())
+    assert log.append("gate", "r1", {}, dedupe_key="same") == 1
+    assert log.append("gate", "r1", {}, dedupe_key="same") is None
+    assert log.head()[0] == 1
+    log.close()
+
+
+def copy_of_row(seq: int) -> str:
+    return (f"SELECT {{seq}}, prev_hash, entry_hash, kind, run_id, payload, at, NULL"
+            f" FROM audit WHERE seq = {seq}")
+
+
+TAMPERING: dict[str, tuple[list[str], int, str]] = {
+    "payload modified": (
+        ["UPDATE audit SET payload = '{\"step\":3,\"verdict\":\"red\"}' WHERE seq = 3"],
+        3, "modified",
+    ),
+    "time modified": (["UPDATE audit SET at = at + 1 WHERE seq = 5"], 5, "modified"),
+    "row deleted": (["DELETE FROM audit WHERE seq = 3"], 3, "missing"),
+    "row deleted and the rest renumbered": (
+        ["DELETE FROM audit WHERE seq = 3", "UPDATE audit SET seq = seq - 1 WHERE seq > 3"],
+        3, "deleted",
+    ),
+    "row inserted with a forged hash": (
+        ["UPDATE audit SET seq = seq + 100 WHERE seq >= 4",
+         "UPDATE audit SET seq = seq - 99 WHERE seq >= 104",
+         "INSERT INTO audit (seq, prev_hash, entry_hash, kind, run_id, payload, at)"
+         " SELECT 4, entry_hash, 'f00d', 'approval', 'r1', '{}', at FROM audit WHERE seq = 3"],
+        4, "modified",
+    ),
+    "row appended with a wrong prev_hash": (
+        ["INSERT INTO audit (seq, prev_hash, entry_hash, kind, run_id, payload, at)"
+         " VALUES (7, 'beef', 'f00d', 'approval', 'r1', '{}', 1)"],
+        7, "modified",
+    ),
+    "two rows swapped": (
+        ["UPDATE audit SET seq = 100 WHERE seq = 2", "UPDATE audit SET seq = 2 WHERE seq = 3",
+         "UPDATE audit SET seq = 3 WHERE seq = 100"],
+        2, "swapped",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", TAMPERING, ids=list(TAMPERING))
+def test_tampering_is_detected_at_the_first_bad_entry(home: Path, case: str) -> None:
+    statements, bad_seq, word = TAMPERING[case]
+    tamper(home, *statements)
+    result = verify_audit(home)
+    assert result.ok is False
+    assert result.first_bad_seq == bad_seq, result.reason
+    assert word in (result.reason or "")
+
+
+def test_an_insert_with_a_correctly_computed_hash_is_named(home: Path) -> None:
+    """A forger who can hash still renumbers the entries after it, which gives it away."""
+    with sqlite3.connect(home / "audit.db") as conn:
+        prev = conn.execute("SELECT entry_hash FROM audit WHERE seq = 3").fetchone()[0]
+        conn.execute("UPDATE audit SET seq = seq + 100 WHERE seq >= 4")
+        conn.execute("UPDATE audit SET seq = seq - 99 WHERE seq >= 104")
+        forged = entry_hash(4, prev, "approval", "r1", {"approver": "mallory"}, 1.0)
+        conn.execute(
+            "INSERT INTO audit (seq, prev_hash, entry_hash, kind, run_id, payload, at)"
+            " VALUES (4, ?, ?, 'approval', 'r1', '{\"approver\":\"mallory\"}', 1.0)",
+            (prev, forged),
+        )
+    result = verify_audit(home)
+    assert (result.ok, result.first_bad_seq) == (False, 4)
+    assert "inserted" in (result.reason or "")
+
+
+def make_traces(home: Path) -> None:
+    from observability import Recorder
+
+    Recorder(home).close()
+
+
+def test_the_chain_stays_verifiable_across_a_purge(home: Path) -> None:
+    make_traces(home)
+    # The fixture logged entries at T+0 .. T+5; a cutoff of T+3.5 purges entries 1-4.
+    result = purge(home, 1, clock=lambda: 1_700_000_000.0 + 3.5 + 86_400)
+    assert result.audit_entries_deleted == 4
+    verification = verify_audit(home)
+    # entries 5, 6 and the purge record (7) remain, chained to the anchor of entry 4
+    assert (verification.ok, verification.entries_checked) == (True, 3)
+    log = AuditLog(home, clock=FakeClock(now=1_800_000_000.0))
+    log.append("gate", "r2", {"after": "purge"})
+    log.close()
+    assert verify_audit(home).ok
+
+
+def test_after_a_purge_deleting_a_kept_entry_or_forging_the_anchor_is_detected(
+    home: Path,
+) -> None:
+    make_traces(home)
+    purge(home, 1, clock=lambda: 1_700_000_000.0 + 3.5 + 86_400)
+    tamper(home, "DELETE FROM audit WHERE seq = 5")
+    result = verify_audit(home)
+    assert (result.ok, result.first_bad_seq) == (False, 5)
+
+    tamper(home, "DELETE FROM audit WHERE seq = 6",
+           "UPDATE audit_anchor SET through_seq = 6, through_hash = (SELECT prev_hash FROM"
+           " audit WHERE seq = 7)")
+    result = verify_audit(home)
+    assert result.ok is False
+    assert "anchor" in (result.reason or "")
+
+
+def test_missing_or_foreign_audit_file_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no database"):
+        verify_audit(tmp_path)
+    (tmp_path / "audit.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="cannot read"):
+        verify_audit(tmp_path)

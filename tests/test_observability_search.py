@@ -1,0 +1,89 @@
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from observability import Recorder, purge, search_traces, verify_audit
+from observability.db import StoreError
+from observability.testing import FakeClock, ToolSpec, record_run
+
+DAY = 86_400.0
+T0 = 1_700_000_000.0
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    clock = FakeClock(now=T0)
+    recorder = Recorder(tmp_path, clock=clock)
+    record_run(recorder, "old", customer_id="C-1", outcome="resolved",
+               inputs={"message": "parcel never arrived, email me at old@example.com"},
+               tool_calls=[ToolSpec("lookup_order", args={"order_id": "A-1"})])
+    clock.now = T0 + 10 * DAY
+    record_run(recorder, "mid", customer_id="C-2", outcome="escalated", reason="refund over limit",
+               model_calls=[("gpt-4o", 1_000_000, 0, 1.0)],
+               tool_calls=[ToolSpec("refund", mutation=True, args={"amount": 250})],
+               decisions=[("gate", "yellow", "R-LIMIT", "amount above the auto-approve limit")])
+    clock.now = T0 + 20 * DAY
+    record_run(recorder, "new", customer_id="C-1", outcome="resolved",
+               inputs={"message": "Where is my parcel?"},
+               tool_calls=[ToolSpec("lookup_order", result={"status": "shipped"})])
+    recorder.close()
+    return tmp_path
+
+
+def ids(rows: list[dict]) -> list[str]:
+    return [row["run_id"] for row in rows]
+
+
+def test_filters_combine_and_results_are_newest_first(home: Path) -> None:
+    assert ids(search_traces(home)) == ["new", "mid", "old"]
+    assert ids(search_traces(home, customer_id="C-1")) == ["new", "old"]
+    assert ids(search_traces(home, tool="refund")) == ["mid"]
+    assert ids(search_traces(home, outcome="resolved", tool="lookup_order")) == ["new", "old"]
+    assert ids(search_traces(home, run_id="mid")) == ["mid"]
+    assert ids(search_traces(home, limit=1)) == ["new"]
+
+
+def test_free_text_searches_inputs_tool_calls_and_reasons(home: Path) -> None:
+    assert ids(search_traces(home, text="parcel")) == ["new", "old"]
+    assert ids(search_traces(home, text="shipped")) == ["new"]
+    assert ids(search_traces(home, text="auto-approve limit")) == ["mid"]
+    assert ids(search_traces(home, text='"unbalanced quote (')) == []  # no FTS syntax error
+
+
+def test_free_text_only_sees_redacted_text(home: Path) -> None:
+    assert search_traces(home, text="old@example.com") == []
+    assert ids(search_traces(home, text="EMAIL")) == ["old"]
+
+
+def test_time_range_and_cost(home: Path) -> None:
+    since = datetime.fromtimestamp(T0 + 5 * DAY, tz=UTC)
+    rows = search_traces(home, since=since, until=T0 + 15 * DAY)
+    assert ids(rows) == ["mid"]
+    assert rows[0]["cost_usd"] == 2.5
+    assert rows[0]["reason"] == "refund over limit"
+
+
+def test_purge_removes_old_runs_with_their_events_and_keeps_the_audit_verifiable(
+    home: Path,
+) -> None:
+    result = purge(home, 15, clock=lambda: T0 + 30 * DAY)  # cutoff: day 15
+    assert (result.runs_deleted, result.events_deleted) == (2, 4)  # old: 1 tool call; mid: model, tool, decision
+    assert result.audit_entries_deleted > 0
+    assert ids(search_traces(home)) == ["new"]
+    with sqlite3.connect(home / "traces.db") as conn:
+        for table in ("model_calls", "tool_calls", "decisions"):
+            runs = {r[0] for r in conn.execute(f"SELECT run_id FROM {table}")}
+            assert runs <= {"new"}
+    assert search_traces(home, text="limit") == []  # the FTS index forgot them too
+    assert verify_audit(home).ok
+
+
+def test_missing_or_corrupt_trace_store_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no database"):
+        search_traces(tmp_path)
+    assert not (tmp_path / "traces.db").exists()  # searching does not create it
+    (tmp_path / "traces.db").write_bytes(b"garbage" * 1000)
+    with pytest.raises(StoreError, match="cannot read"):
+        search_traces(tmp_path)

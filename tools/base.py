@@ -1,0 +1,120 @@
+"""Typed tool contracts: what every tool an agent may call must declare.
+
+A tool is one pydantic input model, one pydantic output model, a flag saying whether it
+mutates, a risk class, and a function. The tenant (and the ticket's customer) come from the
+run's `ToolContext`, never from arguments a model wrote.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+
+Risk = Literal["read", "write", "handoff"]
+
+
+class ToolError(Exception):
+    """A tool refused the call for a business reason (not found, not allowed); one-line message."""
+
+
+class TransientToolError(ToolError):
+    """A tool failed in a way that may succeed on retry (timeout, back-end unavailable)."""
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """What a tool knows about the run calling it; never taken from model-written arguments."""
+
+    conn: sqlite3.Connection
+    """Connection to the workflow's domain database. Tools never commit: the caller owns the
+    transaction, so a mutation and its idempotency record commit together."""
+    tenant_id: str
+    """The tenant the run belongs to; every query a tool makes is filtered by it."""
+    run_id: str
+    """The run (and LangGraph thread) id."""
+    customer_id: str | None = None
+    """The customer the ticket belongs to, when the workflow has one."""
+    ticket_id: str | None = None
+    """The ticket the run works on, when the workflow has one."""
+
+
+ToolFn = Callable[[ToolContext, Any], BaseModel]
+ScopeFn = Callable[[ToolContext, Any], "str | None"]
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """One tool's contract."""
+
+    name: str
+    """The name a model calls the tool by."""
+    description: str
+    """What the tool does, shown to the model."""
+    input_model: type[BaseModel]
+    """Arguments schema; a call whose arguments fail it never reaches `run`."""
+    output_model: type[BaseModel]
+    """Result schema; a result that fails it counts as a failed tool call."""
+    mutates: bool
+    """True when the tool changes the domain database; only the execute node runs these."""
+    risk: Risk
+    """Coarse risk class: read, write (money or records change) or handoff (to a human)."""
+    run: ToolFn
+    """The implementation: (context, validated input) -> output model instance."""
+    scope: ScopeFn | None = None
+    """Returns a one-line reason when the arguments reference data outside the run's tenant or
+    the ticket's customer, else None. Used by the policy gate before anything runs."""
+
+    def parse_args(self, args: dict[str, Any]) -> BaseModel:
+        """Validate raw arguments; raises pydantic.ValidationError."""
+        return self.input_model.model_validate(args)
+
+    def openai_schema(self) -> dict[str, Any]:
+        """The function-calling schema a chat model is bound with."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.input_model.model_json_schema(),
+            },
+        }
+
+
+def validation_summary(err: ValidationError) -> str:
+    """One line naming each failing field, for gate reasons and CLI errors."""
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        parts.append(f"{loc}: {e['msg']}")
+    return "; ".join(parts)
+
+
+class ToolRegistry:
+    """The tools one workflow exposes, by name."""
+
+    def __init__(self, specs: list[ToolSpec] | None = None) -> None:
+        self._specs: dict[str, ToolSpec] = {}
+        for spec in specs or []:
+            self.register(spec)
+
+    def register(self, spec: ToolSpec) -> ToolSpec:
+        if spec.name in self._specs:
+            raise ValueError(f"tool {spec.name!r} is already registered")
+        self._specs[spec.name] = spec
+        return spec
+
+    def get(self, name: str) -> ToolSpec | None:
+        return self._specs.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._specs)
+
+    def __iter__(self) -> Iterator[ToolSpec]:
+        return iter(self._specs.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs

@@ -1,0 +1,89 @@
+"""Scope checks: does a call's arguments reach outside the run's tenant, customer or ticket?
+
+Each check returns a one-line reason, or None when the call stays inside the run. They never
+raise: any error (a missing argument, a database failure) becomes a reason, so the gate fails
+closed. Ids no tenant knows are left to the tool, which answers "not found".
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tools.base import ScopeFn, ToolContext
+from tools.support import queries
+
+
+def _arg(args: Any, name: str) -> Any:
+    # The gate may pass the validated model or the raw dict; accept both.
+    if isinstance(args, Mapping):
+        return args[name]
+    return getattr(args, name)
+
+
+def fail_closed(check: Callable[[ToolContext, Any], str | None]) -> ScopeFn:
+    """Wrap a scope check so that any exception becomes a blocking reason."""
+
+    @functools.wraps(check)
+    def safe(ctx: ToolContext, args: Any) -> str | None:
+        try:
+            return check(ctx, args)
+        except Exception as exc:  # fail closed on anything, by design
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return f"scope check failed: {detail}"
+
+    return safe
+
+
+@fail_closed
+def order_scope(ctx: ToolContext, args: Any) -> str | None:
+    """The order must be in the run's tenant and, when known, belong to the ticket's customer."""
+    order_id = str(_arg(args, "order_id"))
+    owner_tenant = queries.order_tenant(ctx.conn, order_id)
+    if owner_tenant is None:
+        return None
+    if owner_tenant != ctx.tenant_id:
+        return f"order {order_id} belongs to another tenant"
+    order = queries.order_row(ctx.conn, ctx.tenant_id, order_id)
+    if order is None:  # deleted between the two reads
+        return f"order {order_id} not found"
+    if ctx.customer_id is not None and order["customer_id"] != ctx.customer_id:
+        return f"order {order_id} belongs to another customer"
+    return None
+
+
+@fail_closed
+def customer_scope(ctx: ToolContext, args: Any) -> str | None:
+    """The customer id must be in the run's tenant and, when known, be the ticket's customer."""
+    customer_id = str(_arg(args, "customer_id"))
+    owner_tenant = queries.customer_tenant(ctx.conn, customer_id)
+    if owner_tenant is not None and owner_tenant != ctx.tenant_id:
+        return f"customer {customer_id} belongs to another tenant"
+    if ctx.customer_id is not None and customer_id != ctx.customer_id:
+        return f"customer {customer_id} is not the ticket's customer"
+    return None
+
+
+@fail_closed
+def email_scope(ctx: ToolContext, args: Any) -> str | None:
+    """When the ticket's customer is known, the email must be theirs."""
+    email = str(_arg(args, "email")).strip()
+    if ctx.customer_id is None:
+        return None
+    customer = queries.customer_row(ctx.conn, ctx.tenant_id, ctx.customer_id)
+    if customer is None or customer["email"].lower() != email.lower():
+        return f"email {email} is not the ticket's customer"
+    return None
+
+
+@fail_closed
+def ticket_scope(ctx: ToolContext, args: Any) -> str | None:
+    """The ticket must be in the run's tenant and, when known, be the run's ticket."""
+    ticket_id = str(_arg(args, "ticket_id"))
+    owner_tenant = queries.ticket_tenant(ctx.conn, ticket_id)
+    if owner_tenant is not None and owner_tenant != ctx.tenant_id:
+        return f"ticket {ticket_id} belongs to another tenant"
+    if ctx.ticket_id is not None and ticket_id != ctx.ticket_id:
+        return f"ticket {ticket_id} is not this run's ticket"
+    return None

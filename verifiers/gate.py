@@ -1,0 +1,155 @@
+"""The policy gate: a deterministic, fail-closed decision for one proposed tool call.
+
+The checks run in a fixed order and the first failure decides: kill switch, policy present,
+tool known, tool allowed, arguments valid, arguments inside the run's tenant and customer,
+budgets, then the policy's tier rules. Every decision carries a rule id and a reason.
+`evaluate_gate` never raises: an error while deciding blocks the call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypedDict
+
+from pydantic import BaseModel, ValidationError
+from typing_extensions import NotRequired
+
+from tools.base import ToolContext, ToolRegistry, validation_summary
+from verifiers.expr import ExprError
+from verifiers.policy import Policy, Tier
+
+GateRoute = Literal["execute", "verify", "block"]
+FactsFn = Callable[[ToolContext, str, BaseModel], Mapping[str, Any]]
+
+
+class Usage(TypedDict):
+    """What a run has spent so far."""
+
+    model_calls: int
+    tokens: int
+    tool_calls: int
+    retries: int
+    cost_usd: float
+
+
+class GateDecision(TypedDict):
+    """The gate's verdict on one proposal; stored with the run."""
+
+    route: GateRoute
+    tier: Tier
+    rule_id: str
+    reason: str
+    policy_version: str
+    policy_digest: NotRequired[str]
+    errors: NotRequired[list[str]]
+
+
+@dataclass(frozen=True)
+class GateRequest:
+    """Everything the gate looks at; nothing else influences the decision."""
+
+    tool: str
+    args: dict[str, Any] | None
+    """None when the model's arguments were not valid JSON."""
+    usage: Usage
+    elapsed_seconds: float
+    kill_reason: str | None
+    """Set when a kill switch covers this run's workflow."""
+    policy: Policy | None
+    policy_error: str | None
+    registry: ToolRegistry
+    tool_ctx: ToolContext
+    facts: FactsFn | None = None
+    """Workflow-provided facts for rule conditions (e.g. the customer's flags)."""
+
+
+def _block(rule_id: str, reason: str, version: str, errors: list[str] | None = None) -> GateDecision:
+    decision = GateDecision(route="block", tier="red", rule_id=rule_id, reason=reason,
+                            policy_version=version)
+    if errors:
+        decision["errors"] = errors
+    return decision
+
+
+def _budget_breach(policy: Policy, usage: Usage, elapsed: float) -> tuple[str, str] | None:
+    b = policy.budgets
+    checks = [
+        ("budget.model_calls", usage["model_calls"] > b.model_calls,
+         f"model calls {usage['model_calls']} exceed the budget of {b.model_calls}"),
+        ("budget.tokens", usage["tokens"] > b.tokens,
+         f"tokens {usage['tokens']} exceed the budget of {b.tokens}"),
+        ("budget.tool_calls", usage["tool_calls"] + 1 > b.tool_calls,
+         f"tool call {usage['tool_calls'] + 1} would exceed the budget of {b.tool_calls}"),
+        ("budget.retries", usage["retries"] > b.retries,
+         f"retries {usage['retries']} exceed the budget of {b.retries}"),
+        ("budget.wall_seconds", elapsed > b.wall_seconds,
+         f"run time {elapsed:.0f}s exceeds the budget of {b.wall_seconds:.0f}s"),
+        ("budget.money", usage["cost_usd"] > b.money_usd,
+         f"model spend ${usage['cost_usd']:.4f} exceeds the budget of ${b.money_usd:.2f}"),
+    ]
+    for rule_id, breached, reason in checks:
+        if breached:
+            return rule_id, reason
+    return None
+
+
+def evaluate_gate(req: GateRequest) -> GateDecision:
+    """Decide one proposed call. Never raises; any error blocks."""
+    version = req.policy.version if req.policy else "none"
+    try:
+        decision = _evaluate(req, version)
+    except Exception as exc:  # noqa: BLE001 - fail closed on anything unexpected
+        decision = _block("gate.error", f"the gate could not decide: {exc}", version)
+    if req.policy is not None:
+        decision["policy_digest"] = req.policy.digest
+    return decision
+
+
+def _evaluate(req: GateRequest, version: str) -> GateDecision:
+    if req.kill_reason:
+        return _block("kill_switch", req.kill_reason, version)
+    if req.policy is None:
+        return _block("policy.invalid", req.policy_error or "no policy is loaded", version)
+    policy = req.policy
+    spec = req.registry.get(req.tool)
+    if spec is None:
+        return _block("tool.unknown", f"unknown tool {req.tool!r}", version)
+    if req.tool not in policy.allowed_tools:
+        return _block("tool.not_allowed", f"tool {req.tool!r} is not in the policy's allowlist",
+                      version)
+    if req.args is None:
+        return _block("args.not_json", f"arguments for {req.tool} are not valid JSON", version)
+    try:
+        parsed = spec.parse_args(req.args)
+    except ValidationError as exc:
+        summary = validation_summary(exc)
+        return _block("args.schema", f"arguments for {req.tool} fail its schema: {summary}",
+                      version, errors=summary.split("; "))
+    if spec.scope is not None:
+        out_of_scope = spec.scope(req.tool_ctx, parsed)
+        if out_of_scope:
+            return _block("scope", out_of_scope, version)
+    breach = _budget_breach(policy, req.usage, req.elapsed_seconds)
+    if breach:
+        return _block(*breach, version)
+
+    facts = dict(req.facts(req.tool_ctx, req.tool, parsed)) if req.facts else {}
+    names = {"args": parsed.model_dump(), "usage": dict(req.usage), "tool": req.tool,
+             "customer": facts.get("customer", {}), "ticket": facts.get("ticket", {})}
+    for rule in policy.rules:
+        if not rule.applies_to(req.tool):
+            continue
+        try:
+            matched = rule.condition.evaluate(names) if rule.condition else True
+        except ExprError as exc:
+            return _block(rule.id, f"rule {rule.id} could not be evaluated: {exc}", version)
+        if not matched:
+            continue
+        if rule.tier == "red":
+            return GateDecision(route="block", tier="red", rule_id=rule.id, reason=rule.reason,
+                                policy_version=version)
+        route: GateRoute = "execute" if rule.tier == "green" and not spec.mutates else "verify"
+        return GateDecision(route=route, tier=rule.tier, rule_id=rule.id, reason=rule.reason,
+                            policy_version=version)
+    return _block("policy.no_rule", f"no policy rule covers {req.tool}", version)

@@ -1,0 +1,187 @@
+"""The support workflow's verifiers: rule invariants, post-conditions, gate facts, and the
+offline second-model argument checker."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage
+from pydantic import BaseModel
+
+from graph.models import (
+    EVIDENCE_MARK,
+    PROPOSAL_MARK,
+    TICKET_MARK,
+    ScriptedChatModel,
+    cents_in,
+    extract_block,
+)
+from tools.base import ToolContext
+from tools.support import queries
+
+Check = tuple[bool, str]
+REFUNDABLE_STATUSES = frozenset({"shipped", "delivered"})
+ORDER_ID = re.compile(r"\bORD-\d{5}\b")
+
+
+def rule(rule_id: str) -> Callable[[Callable[..., Check]], Callable[..., Check]]:
+    """Tag a check with the rule id reported with its verdict."""
+    def tag(fn: Callable[..., Check]) -> Callable[..., Check]:
+        fn.rule_id = rule_id  # type: ignore[attr-defined]
+        return fn
+    return tag
+
+
+def _money(cents: int) -> str:
+    return f"${cents / 100:,.2f}"
+
+
+# Invariants: checked before a mutation commits -------------------------------------------
+
+@rule("refund.order_of_customer")
+def refund_order_of_customer(ctx: ToolContext, tool: str, args: dict[str, Any]) -> Check:
+    order = queries.order_row(ctx.conn, ctx.tenant_id, args["order_id"])
+    if order is None:
+        return False, f"order {args['order_id']} does not exist in this tenant"
+    if ctx.customer_id is not None and order["customer_id"] != ctx.customer_id:
+        return False, f"order {args['order_id']} belongs to another customer"
+    return True, f"order {args['order_id']} belongs to {order['customer_id']}"
+
+
+@rule("refund.within_refundable_balance")
+def refund_within_balance(ctx: ToolContext, tool: str, args: dict[str, Any]) -> Check:
+    balance = queries.refundable_balance_cents(ctx.conn, ctx.tenant_id, args["order_id"])
+    amount = args["amount_cents"]
+    if amount > balance:
+        return False, (f"amount {_money(amount)} exceeds the refundable balance "
+                       f"{_money(balance)} (paid minus already refunded)")
+    return True, f"amount {_money(amount)} <= refundable balance {_money(balance)}"
+
+
+@rule("refund.status_allows")
+def refund_status_allows(ctx: ToolContext, tool: str, args: dict[str, Any]) -> Check:
+    order = queries.order_row(ctx.conn, ctx.tenant_id, args["order_id"])
+    if order is None:
+        return False, f"order {args['order_id']} does not exist in this tenant"
+    if order["status"] not in REFUNDABLE_STATUSES:
+        return False, f"order status {order['status']!r} does not allow a refund"
+    return True, f"order status {order['status']!r} allows a refund"
+
+
+@rule("ticket.is_runs_ticket")
+def ticket_is_runs_ticket(ctx: ToolContext, tool: str, args: dict[str, Any]) -> Check:
+    if ctx.ticket_id is not None and args["ticket_id"] != ctx.ticket_id:
+        return False, f"ticket {args['ticket_id']} is not this run's ticket {ctx.ticket_id}"
+    if queries.ticket_row(ctx.conn, ctx.tenant_id, args["ticket_id"]) is None:
+        return False, f"ticket {args['ticket_id']} does not exist in this tenant"
+    return True, f"ticket {args['ticket_id']} is this run's ticket"
+
+
+INVARIANTS = {
+    "create_refund_request": (refund_order_of_customer, refund_within_balance,
+                              refund_status_allows),
+    "add_ticket_note": (ticket_is_runs_ticket,),
+    "escalate_to_human": (ticket_is_runs_ticket,),
+}
+
+
+# Post-conditions: checked after a mutation committed -------------------------------------
+
+@rule("post.refunds_within_payments")
+def refunds_within_payments(ctx: ToolContext, tool: str, args: dict[str, Any],
+                            result: dict[str, Any]) -> Check:
+    paid = queries.paid_cents(ctx.conn, ctx.tenant_id, args["order_id"])
+    refunded = queries.refunded_cents(ctx.conn, ctx.tenant_id, args["order_id"])
+    if refunded > paid:
+        return False, f"refunds {_money(refunded)} exceed payments {_money(paid)}"
+    return True, f"refunds {_money(refunded)} <= payments {_money(paid)}"
+
+
+@rule("post.refund_recorded")
+def refund_recorded(ctx: ToolContext, tool: str, args: dict[str, Any],
+                    result: dict[str, Any]) -> Check:
+    row = ctx.conn.execute(
+        "SELECT amount_cents FROM refunds WHERE refund_id = ? AND tenant_id = ?",
+        (result["refund_id"], ctx.tenant_id)).fetchone()
+    if row is None or row[0] != args["amount_cents"]:
+        return False, f"refund {result['refund_id']} is not recorded as requested"
+    return True, f"refund {result['refund_id']} recorded"
+
+
+POSTCONDITIONS = {"create_refund_request": (refunds_within_payments, refund_recorded)}
+
+
+def gate_facts(ctx: ToolContext, tool: str, args: BaseModel) -> dict[str, Any]:
+    """Facts the policy's conditions may use: the ticket's customer and ticket."""
+    customer = (queries.customer_row(ctx.conn, ctx.tenant_id, ctx.customer_id)
+                if ctx.customer_id else None)
+    ticket = (queries.ticket_row(ctx.conn, ctx.tenant_id, ctx.ticket_id)
+              if ctx.ticket_id else None)
+    return {
+        "customer": {"customer_id": customer["customer_id"],
+                     "flagged": bool(customer["flagged"])} if customer else {},
+        "ticket": {"ticket_id": ticket["ticket_id"], "status": ticket["status"]} if ticket else {},
+    }
+
+
+# The offline second model -------------------------------------------------------------------
+
+class SupportChecker(ScriptedChatModel):
+    """Checks a proposed call against what the ticket says and the evidence shows."""
+
+    model_name: str = "scripted-support-checker"
+
+    def respond(self, messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
+        ticket = extract_block(messages, TICKET_MARK) or {}
+        evidence = extract_block(messages, EVIDENCE_MARK) or []
+        proposal = extract_block(messages, PROPOSAL_MARK) or {}
+        ok, reason = self.judge(ticket, evidence, proposal.get("tool", ""),
+                                proposal.get("args") or {})
+        name = tools[0]["function"]["name"] if tools else "ArgumentVerdict"
+        return AIMessage(content="", tool_calls=[{
+            "name": name, "args": {"verdict": "pass" if ok else "fail", "reason": reason},
+            "id": "verdict"}])
+
+    @staticmethod
+    def judge(ticket: dict[str, Any], evidence: list[dict[str, Any]], tool: str,
+              args: dict[str, Any]) -> Check:
+        def latest(name: str, **match: Any) -> dict[str, Any] | None:
+            for e in reversed(evidence):
+                if e["tool"] == name and e.get("result") is not None and all(
+                        e["args"].get(k) == v for k, v in match.items()):
+                    return e["result"]
+            return None
+
+        text = f"{ticket.get('subject', '')}\n{ticket.get('body', '')}"
+        if tool in {"add_ticket_note", "escalate_to_human"}:
+            if args.get("ticket_id") != ticket.get("ticket_id"):
+                return False, "the call targets a different ticket than the one being worked"
+            return True, "the call targets the ticket being worked"
+        if tool != "create_refund_request":
+            return False, f"no basis to check a call to {tool!r}"
+
+        order_id, amount = args.get("order_id"), args.get("amount_cents")
+        customer = latest("lookup_customer")
+        order = latest("get_order", order_id=order_id)
+        if customer is None or order is None:
+            return False, "the refund is proposed without looking up the customer and the order"
+        if customer.get("email", "").lower() != str(ticket.get("customer_email", "")).lower():
+            return False, "the customer looked up is not the one who wrote the ticket"
+        if order["customer_id"] != customer["customer_id"]:
+            return False, f"order {order_id} is not the ticket customer's order"
+        mentioned = ORDER_ID.findall(text)
+        if mentioned and order_id not in mentioned:
+            return False, f"the ticket is about {', '.join(mentioned)}, not {order_id}"
+        if not isinstance(amount, int) or amount > order["total_cents"] * max(
+                1, len(order.get("payments", []))):
+            return False, f"the amount exceeds what was paid for order {order_id}"
+        stated = cents_in(text)
+        if stated and amount not in stated:
+            return False, f"the customer asked for {', '.join(map(_money, stated))}, " \
+                          f"not {_money(amount)}"
+        if amount > order["refundable_cents"]:
+            return False, (f"the amount {_money(amount)} is more than the "
+                           f"{_money(order['refundable_cents'])} still refundable")
+        return True, f"order {order_id} and {_money(amount)} match the ticket and the evidence"
