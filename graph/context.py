@@ -85,7 +85,8 @@ class Workflow:
     sample_tickets: Callable[[], list[SampleTicket]]
     db_filename: str
     pii_fields: frozenset[str] = frozenset()
-    requires_customer_scope: bool = True
+    intake: Callable[..., SampleTicket] | None = None
+    """(conn, tenant_id=, email=, subject=, body=) -> a new ticket for free-text runs."""
 
 
 @dataclass(frozen=True)

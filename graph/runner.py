@@ -133,6 +133,21 @@ class Runner:
         finally:
             self.runs.release_lease(run_id, self.owner)
 
+    def intake(self, workflow_name: str, *, tenant_id: str, email: str, subject: str,
+               body: str) -> SampleTicket:
+        """File a new ticket from free text (a ticket arriving, not an agent action)."""
+        workflow = get_workflow(workflow_name)
+        if workflow.intake is None:
+            raise SignoffError(f"workflow {workflow.name} does not take free-text tickets")
+        if not body.strip():
+            raise SignoffError("the ticket text is empty")
+        db = self._open_domain_db(workflow)
+        try:
+            return workflow.intake(db, tenant_id=tenant_id, email=email, subject=subject,
+                                   body=body)
+        finally:
+            db.close()
+
     def resume(self, run_id: str) -> RunResult:
         """Continue a run whose process died, from its last checkpoint."""
         with self._leased(run_id) as record:

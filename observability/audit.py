@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
+from observability.chain import (
+    GENESIS_HASH,
+    Anchor,
+    AuditVerification,
+    Row,
+    entry_hash,
+    verify_chain,
+)
 from observability.db import AUDIT_FILE, StoreError, canonical_json, checkpoint_and_close, connect
 
-GENESIS_HASH = "0" * 64
+__all__ = ["GENESIS_HASH", "AuditLog", "AuditVerification", "entry_hash", "verify_audit"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -34,69 +40,6 @@ CREATE TABLE IF NOT EXISTS audit_anchor (
     purged_at REAL NOT NULL
 );
 """
-
-
-def entry_hash(
-    seq: int, prev_hash: str, kind: str, run_id: str | None, payload: Any, at: float
-) -> str:
-    """sha256 over the canonical JSON of the entry's fields (payload as a JSON value)."""
-    body = {
-        "seq": seq,
-        "prev_hash": prev_hash,
-        "kind": kind,
-        "run_id": run_id,
-        "payload": payload,
-        "at": at,
-    }
-    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class AuditVerification:
-    """The outcome of walking the chain."""
-
-    ok: bool
-    """True when every entry links to the one before and matches its own hash."""
-    entries_checked: int
-    """How many entries were read."""
-    first_bad_seq: int | None = None
-    """The seq of the first entry that is modified, missing, inserted or out of order."""
-    reason: str | None = None
-    """Why that entry is bad, in one line."""
-
-
-class Anchor(NamedTuple):
-    through_seq: int
-    """The last purged seq; the chain resumes at through_seq + 1."""
-    through_hash: str
-    """That entry's hash, which the next entry's prev_hash must equal."""
-
-
-class _Row(NamedTuple):
-    seq: int
-    prev_hash: str
-    entry_hash: str
-    kind: str
-    run_id: str | None
-    payload: str
-    at: float
-
-    def recomputed(self, *, seq: int | None = None, prev_hash: str | None = None) -> str:
-        return entry_hash(
-            self.seq if seq is None else seq,
-            self.prev_hash if prev_hash is None else prev_hash,
-            self.kind,
-            self.run_id,
-            _json_or_text(self.payload),
-            self.at,
-        )
-
-
-def _json_or_text(payload: str) -> Any:
-    try:
-        return json.loads(payload)
-    except ValueError:
-        return payload  # a tampered payload still hashes, to a different value
 
 
 class AuditLog:
@@ -230,7 +173,7 @@ class AuditLog:
     def verify(self) -> AuditVerification:
         with self._lock:
             rows = [
-                _Row(*row)
+                Row(*row)
                 for row in self._conn.execute(
                     "SELECT seq, prev_hash, entry_hash, kind, run_id, payload, at"
                     " FROM audit ORDER BY seq"
@@ -241,60 +184,6 @@ class AuditLog:
     def close(self) -> None:
         with self._lock:
             checkpoint_and_close(self._conn)
-
-
-def verify_chain(rows: Sequence[_Row], anchor: Anchor | None) -> AuditVerification:
-    """Walk entries in seq order and name the first one that breaks the chain."""
-    expected_seq, prev_hash = (
-        (anchor.through_seq + 1, anchor.through_hash) if anchor else (1, GENESIS_HASH)
-    )
-    anchor_confirmed = anchor is None
-    for index, row in enumerate(rows):
-        checked = index + 1
-        problem = _diagnose(
-            row, rows[index + 1] if index + 1 < len(rows) else None, expected_seq, prev_hash
-        )
-        if problem is not None:
-            return AuditVerification(False, checked, problem[0], problem[1])
-        if anchor is not None and row.kind == "purge":
-            payload = _json_or_text(row.payload)
-            anchor_confirmed = anchor_confirmed or (
-                isinstance(payload, dict)
-                and payload.get("through_seq") == anchor.through_seq
-                and payload.get("through_hash") == anchor.through_hash
-            )
-        prev_hash, expected_seq = row.entry_hash, row.seq + 1
-    if anchor is not None and not anchor_confirmed:
-        return AuditVerification(
-            False,
-            len(rows),
-            anchor.through_seq + 1,
-            "purge anchor has no matching purge entry in the log",
-        )
-    return AuditVerification(True, len(rows))
-
-
-def _diagnose(
-    row: _Row, following: _Row | None, expected_seq: int, prev_hash: str
-) -> tuple[int, str] | None:
-    if row.seq != expected_seq:
-        return expected_seq, f"entry missing (deleted); the next entry is {row.seq}"
-    if row.recomputed() != row.entry_hash:
-        # A moved entry still hashes correctly under the seq it was written with.
-        if row.recomputed(seq=row.seq - 1) == row.entry_hash:
-            return row.seq - 1, "entry inserted (the entries after it were renumbered)"
-        if row.recomputed(seq=row.seq + 1) == row.entry_hash:
-            if (
-                following is not None
-                and following.prev_hash == prev_hash
-                and (following.recomputed(seq=row.seq) == following.entry_hash)
-            ):
-                return row.seq, f"entries {row.seq} and {following.seq} swapped (reordered)"
-            return row.seq, "entry deleted (the entries after it were renumbered)"
-        return row.seq, "entry_hash does not match the entry's contents (modified)"
-    if row.prev_hash != prev_hash:
-        return row.seq, "prev_hash does not match the previous entry's hash (inserted or reordered)"
-    return None
 
 
 def verify_audit(home: Path) -> AuditVerification:

@@ -84,6 +84,7 @@ class Recorder:
     ) -> None:
         """Record a run's identity and (redacted) inputs; a second call is ignored."""
         redact = self._redactor.field
+        started_at = self._clock()
         row = {
             "run_id": run_id,
             "workflow": workflow,
@@ -98,7 +99,7 @@ class Recorder:
             "customer_id": redact("customer_id", customer_id),
             "ticket_id": redact("ticket_id", ticket_id),
             "inputs": self._json(inputs),
-            "started_at": self._clock(),
+            "started_at": started_at,
         }
         if self._insert("runs", row):
             payload = {
@@ -119,7 +120,7 @@ class Recorder:
                 run_id,
                 payload,
                 dedupe_key=f"{run_id}\x1fstart",
-                at=row["started_at"],
+                at=started_at,
             )
 
     def evidence(self, run_id: str, event_key: str, *, source: str, ref: str) -> None:
@@ -178,10 +179,11 @@ class Recorder:
         mutation: bool,
     ) -> None:
         """Record one tool call; a mutation is also appended to the audit log."""
+        at = self._clock()
         row = {
             "run_id": run_id,
             "event_key": event_key,
-            "at": self._clock(),
+            "at": at,
             "step": step,
             "tool": tool,
             "args": self._json(args),
@@ -208,7 +210,7 @@ class Recorder:
                 run_id,
                 payload,
                 dedupe_key=f"{run_id}\x1fevent\x1f{event_key}",
-                at=row["at"],
+                at=at,
             )
 
     def decision(

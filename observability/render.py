@@ -62,9 +62,13 @@ def render_report(report: Report) -> Group:
     cost = Table(title="Cost (all runs, failures and escalations included)")
     for column in ("team", "workflow", "version", "runs", "cost"):
         cost.add_column(column)
-    for line in report.cost_by:
+    for spend in report.cost_by:
         cost.add_row(
-            line.team, line.workflow, line.workflow_version, str(line.runs), _usd(line.cost_usd)
+            spend.team,
+            spend.workflow,
+            spend.workflow_version,
+            str(spend.runs),
+            _usd(spend.cost_usd),
         )
     cost.caption = (
         f"runs {report.runs}, resolved {report.successful_runs}, total "

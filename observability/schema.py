@@ -17,14 +17,14 @@ FTS_COLUMNS = {
 def ensure_trace_schema(conn: sqlite3.Connection) -> None:
     """Create the trace tables, indexes and FTS5 indexes if they do not exist."""
     db = sqlite_utils.Database(conn)
-    if db["runs"].exists():
+    if db.table("runs").exists():
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
-        if db["runs"].exists():  # another process won the race
+        if db.table("runs").exists():  # another process won the race
             conn.execute("COMMIT")
             return
-        db["runs"].create(
+        db.table("runs").create(
             {
                 "run_id": str,
                 "workflow": str,
@@ -46,7 +46,7 @@ def ensure_trace_schema(conn: sqlite3.Connection) -> None:
             pk="run_id",
         )
         event = {"run_id": str, "event_key": str, "at": float}
-        db["model_calls"].create(
+        db.table("model_calls").create(
             {
                 **event,
                 "node": str,
@@ -58,7 +58,7 @@ def ensure_trace_schema(conn: sqlite3.Connection) -> None:
             },
             pk=("run_id", "event_key"),
         )
-        db["tool_calls"].create(
+        db.table("tool_calls").create(
             {
                 **event,
                 "step": str,
@@ -73,7 +73,7 @@ def ensure_trace_schema(conn: sqlite3.Connection) -> None:
             },
             pk=("run_id", "event_key"),
         )
-        db["decisions"].create(
+        db.table("decisions").create(
             {
                 **event,
                 "step": str,
@@ -86,12 +86,14 @@ def ensure_trace_schema(conn: sqlite3.Connection) -> None:
             },
             pk=("run_id", "event_key"),
         )
-        db["evidence"].create({**event, "source": str, "ref": str}, pk=("run_id", "event_key"))
-        db["runs"].create_index(["started_at"])
-        db["runs"].create_index(["customer_id"])
-        db["tool_calls"].create_index(["tool"])
+        db.table("evidence").create(
+            {**event, "source": str, "ref": str}, pk=("run_id", "event_key")
+        )
+        db.table("runs").create_index(["started_at"])
+        db.table("runs").create_index(["customer_id"])
+        db.table("tool_calls").create_index(["tool"])
         for table, columns in FTS_COLUMNS.items():
-            db[table].enable_fts(columns, create_triggers=True)
+            db.table(table).enable_fts(columns, create_triggers=True)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -35,8 +35,9 @@ def test_entries_link_by_sha256_over_canonical_json(home: Path) -> None:
     with sqlite3.connect(home / "audit.db") as conn:
         first = conn.execute("SELECT seq, prev_hash, entry_hash, at FROM audit").fetchone()
     assert first[:2] == (1, GENESIS_HASH)
-    assert first[2] == entry_hash(1, GENESIS_HASH, "gate", "r1", {"step": 1, "verdict": "green"},
-                                  first[3])
+    assert first[2] == entry_hash(
+        1, GENESIS_HASH, "gate", "r1", {"step": 1, "verdict": "green"}, first[3]
+    )
 
 
 def test_a_duplicate_dedupe_key_is_not_appended(tmp_path: Path) -> None:
@@ -48,37 +49,51 @@ def test_a_duplicate_dedupe_key_is_not_appended(tmp_path: Path) -> None:
 
 
 def copy_of_row(seq: int) -> str:
-    return (f"SELECT {{seq}}, prev_hash, entry_hash, kind, run_id, payload, at, NULL"
-            f" FROM audit WHERE seq = {seq}")
+    return (
+        f"SELECT {{seq}}, prev_hash, entry_hash, kind, run_id, payload, at, NULL"
+        f" FROM audit WHERE seq = {seq}"
+    )
 
 
 TAMPERING: dict[str, tuple[list[str], int, str]] = {
     "payload modified": (
-        ["UPDATE audit SET payload = '{\"step\":3,\"verdict\":\"red\"}' WHERE seq = 3"],
-        3, "modified",
+        ['UPDATE audit SET payload = \'{"step":3,"verdict":"red"}\' WHERE seq = 3'],
+        3,
+        "modified",
     ),
     "time modified": (["UPDATE audit SET at = at + 1 WHERE seq = 5"], 5, "modified"),
     "row deleted": (["DELETE FROM audit WHERE seq = 3"], 3, "missing"),
     "row deleted and the rest renumbered": (
         ["DELETE FROM audit WHERE seq = 3", "UPDATE audit SET seq = seq - 1 WHERE seq > 3"],
-        3, "deleted",
+        3,
+        "deleted",
     ),
     "row inserted with a forged hash": (
-        ["UPDATE audit SET seq = seq + 100 WHERE seq >= 4",
-         "UPDATE audit SET seq = seq - 99 WHERE seq >= 104",
-         "INSERT INTO audit (seq, prev_hash, entry_hash, kind, run_id, payload, at)"
-         " SELECT 4, entry_hash, 'f00d', 'approval', 'r1', '{}', at FROM audit WHERE seq = 3"],
-        4, "modified",
+        [
+            "UPDATE audit SET seq = seq + 100 WHERE seq >= 4",
+            "UPDATE audit SET seq = seq - 99 WHERE seq >= 104",
+            "INSERT INTO audit (seq, prev_hash, entry_hash, kind, run_id, payload, at)"
+            " SELECT 4, entry_hash, 'f00d', 'approval', 'r1', '{}', at FROM audit WHERE seq = 3",
+        ],
+        4,
+        "modified",
     ),
     "row appended with a wrong prev_hash": (
-        ["INSERT INTO audit (seq, prev_hash, entry_hash, kind, run_id, payload, at)"
-         " VALUES (7, 'beef', 'f00d', 'approval', 'r1', '{}', 1)"],
-        7, "modified",
+        [
+            "INSERT INTO audit (seq, prev_hash, entry_hash, kind, run_id, payload, at)"
+            " VALUES (7, 'beef', 'f00d', 'approval', 'r1', '{}', 1)"
+        ],
+        7,
+        "modified",
     ),
     "two rows swapped": (
-        ["UPDATE audit SET seq = 100 WHERE seq = 2", "UPDATE audit SET seq = 2 WHERE seq = 3",
-         "UPDATE audit SET seq = 3 WHERE seq = 100"],
-        2, "swapped",
+        [
+            "UPDATE audit SET seq = 100 WHERE seq = 2",
+            "UPDATE audit SET seq = 2 WHERE seq = 3",
+            "UPDATE audit SET seq = 3 WHERE seq = 100",
+        ],
+        2,
+        "swapped",
     ),
 }
 
@@ -139,9 +154,12 @@ def test_after_a_purge_deleting_a_kept_entry_or_forging_the_anchor_is_detected(
     result = verify_audit(home)
     assert (result.ok, result.first_bad_seq) == (False, 5)
 
-    tamper(home, "DELETE FROM audit WHERE seq = 6",
-           "UPDATE audit_anchor SET through_seq = 6, through_hash = (SELECT prev_hash FROM"
-           " audit WHERE seq = 7)")
+    tamper(
+        home,
+        "DELETE FROM audit WHERE seq = 6",
+        "UPDATE audit_anchor SET through_seq = 6, through_hash = (SELECT prev_hash FROM"
+        " audit WHERE seq = 7)",
+    )
     result = verify_audit(home)
     assert result.ok is False
     assert "anchor" in (result.reason or "")

@@ -31,18 +31,40 @@ def stored_bytes(home: Path) -> bytes:
 def test_raw_pii_never_reaches_the_trace_or_audit_files(tmp_path: Path) -> None:
     recorder = Recorder(tmp_path, pii_fields=frozenset({"name", "address"}), clock=FakeClock())
     recorder.start_run(
-        "r1", workflow="support", workflow_version="v1", policy_version="p1", tenant_id="t1",
-        team="care", requester="operator-7", customer_id="C-1", ticket_id="T-1",
+        "r1",
+        workflow="support",
+        workflow_version="v1",
+        policy_version="p1",
+        tenant_id="t1",
+        team="care",
+        requester="operator-7",
+        customer_id="C-1",
+        ticket_id="T-1",
         inputs={"message": f"I am {RAW_PII[0]}, call {RAW_PII[1]}", "name": RAW_PII[4]},
     )
     recorder.tool_call(
-        "r1", "e1", step="s1", tool="refund", mutation=True, schema_valid=True, ok=True,
-        args={"card": RAW_PII[2], "address": RAW_PII[5]}, latency_s=0.01,
-        result={"note": f"refunded to {RAW_PII[3]}"}, error=None,
+        "r1",
+        "e1",
+        step="s1",
+        tool="refund",
+        mutation=True,
+        schema_valid=True,
+        ok=True,
+        args={"card": RAW_PII[2], "address": RAW_PII[5]},
+        latency_s=0.01,
+        result={"note": f"refunded to {RAW_PII[3]}"},
+        error=None,
     )
     recorder.decision(
-        "r1", "e2", step="s1", kind="approval", verdict="approve", rule_id="R-approve",
-        reason=f"customer {RAW_PII[0]} confirmed", data={"name": RAW_PII[4]}, actor="lead-3",
+        "r1",
+        "e2",
+        step="s1",
+        kind="approval",
+        verdict="approve",
+        rule_id="R-approve",
+        reason=f"customer {RAW_PII[0]} confirmed",
+        data={"name": RAW_PII[4]},
+        actor="lead-3",
     )
     recorder.finish_run("r1", outcome="resolved", reason=f"refund sent to {RAW_PII[0]}")
     # Before close the data may sit in the WAL; both the WAL and the checkpointed file count.
@@ -69,14 +91,20 @@ def test_replaying_every_event_records_each_once(tmp_path: Path) -> None:
     recorder = Recorder(tmp_path, clock=FakeClock())
     for _ in range(3):  # LangGraph re-runs nodes on resume and replay
         record_run(
-            recorder, "r1",
+            recorder,
+            "r1",
             model_calls=[("scripted-planner", 10, 5, 0.2)],
             tool_calls=[ToolSpec("refund", mutation=True), ToolSpec("lookup_order")],
-            decisions=[("gate", "yellow", "R1", "large refund"), ("approval", "approve", None, None)],
+            decisions=[
+                ("gate", "yellow", "R1", "large refund"),
+                ("approval", "approve", None, None),
+            ],
         )
     recorder.close()
-    counts = [rows(tmp_path, f"SELECT count(*) FROM {t}")[0][0]
-              for t in ("runs", "model_calls", "tool_calls", "decisions")]
+    counts = [
+        rows(tmp_path, f"SELECT count(*) FROM {t}")[0][0]
+        for t in ("runs", "model_calls", "tool_calls", "decisions")
+    ]
     assert counts == [1, 1, 2, 2]
     with sqlite3.connect(tmp_path / "audit.db") as conn:
         kinds = [r[0] for r in conn.execute("SELECT kind FROM audit ORDER BY seq")]
@@ -88,7 +116,10 @@ def test_first_warning_and_fallback_times_are_kept_from_the_first_sign(tmp_path:
     clock = FakeClock(now=100.0, step=1.0)
     with Recorder(tmp_path, clock=clock) as recorder:
         record_run(
-            recorder, "r1", outcome="escalated", reason="refund over limit",
+            recorder,
+            "r1",
+            outcome="escalated",
+            reason="refund over limit",
             decisions=[
                 ("gate", "green", "R0", None),  # t=101: not a warning
                 ("gate", "yellow", "R1", "over 100"),  # t=102: first warning
@@ -106,15 +137,20 @@ def test_finish_run_first_outcome_wins_and_unknown_values_are_refused(tmp_path: 
         with pytest.raises(ValueError, match="unknown outcome"):
             recorder.finish_run("r1", outcome="done", reason=None)
         with pytest.raises(ValueError, match="unknown decision kind"):
-            recorder.decision("r1", "k", step="s", kind="vibes", verdict="ok", rule_id=None,
-                              reason=None)
+            recorder.decision(
+                "r1", "k", step="s", kind="vibes", verdict="ok", rule_id=None, reason=None
+            )
     assert rows(tmp_path, "SELECT outcome, reason FROM runs") == [("escalated", "needs human")]
 
 
 def test_model_and_tool_latency_and_cost_are_recorded_apart(tmp_path: Path) -> None:
     with Recorder(tmp_path) as recorder:
-        record_run(recorder, "r1", model_calls=[("gpt-4o-mini", 1_000_000, 1_000_000, 0.8)],
-                   tool_calls=[ToolSpec("lookup_order", latency_s=0.05)])
+        record_run(
+            recorder,
+            "r1",
+            model_calls=[("gpt-4o-mini", 1_000_000, 1_000_000, 0.8)],
+            tool_calls=[ToolSpec("lookup_order", latency_s=0.05)],
+        )
     assert rows(tmp_path, "SELECT latency_s, cost_usd FROM model_calls") == [(0.8, 0.75)]
     assert rows(tmp_path, "SELECT latency_s FROM tool_calls") == [(0.05,)]
 
@@ -124,8 +160,15 @@ def test_concurrent_writers_from_threads_keep_the_audit_chain_intact(tmp_path: P
 
     def work(worker: int) -> None:
         for i in range(25):
-            recorder.decision(f"r{worker}", f"e{i}", step="s", kind="gate", verdict="green",
-                              rule_id="R0", reason=None)
+            recorder.decision(
+                f"r{worker}",
+                f"e{i}",
+                step="s",
+                kind="gate",
+                verdict="green",
+                rule_id="R0",
+                reason=None,
+            )
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
     for thread in threads:
@@ -143,13 +186,31 @@ def test_an_event_costs_about_a_millisecond(tmp_path: Path) -> None:
     events = 300
     started = time.perf_counter()
     for i in range(events // 3):
-        recorder.model_call("r1", f"m{i}", node="plan", model="gpt-4o", tokens_in=900,
-                            tokens_out=120, latency_s=0.4)
-        recorder.tool_call("r1", f"t{i}", step=f"s{i}", tool="lookup_order",
-                           args={"order_id": "A-1"}, result={"status": "shipped"}, error=None,
-                           schema_valid=True, ok=True, latency_s=0.01, mutation=True)
-        recorder.decision("r1", f"d{i}", step=f"s{i}", kind="gate", verdict="green",
-                          rule_id="R0", reason="read only")
+        recorder.model_call(
+            "r1", f"m{i}", node="plan", model="gpt-4o", tokens_in=900, tokens_out=120, latency_s=0.4
+        )
+        recorder.tool_call(
+            "r1",
+            f"t{i}",
+            step=f"s{i}",
+            tool="lookup_order",
+            args={"order_id": "A-1"},
+            result={"status": "shipped"},
+            error=None,
+            schema_valid=True,
+            ok=True,
+            latency_s=0.01,
+            mutation=True,
+        )
+        recorder.decision(
+            "r1",
+            f"d{i}",
+            step=f"s{i}",
+            kind="gate",
+            verdict="green",
+            rule_id="R0",
+            reason="read only",
+        )
     per_event = (time.perf_counter() - started) / events
     recorder.close()
     # ~1 ms is the goal on a laptop; the bound leaves room for slow CI disks.

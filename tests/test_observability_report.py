@@ -17,30 +17,54 @@ TWO_DOLLARS = ("model-x", 100_000, 50_000, 0.5)
 def home(tmp_path: Path) -> Path:
     recorder = Recorder(tmp_path, prices=PRICES, clock=FakeClock(now=1000.0))
     record_run(
-        recorder, "r1", outcome="resolved", team="care", workflow_version="v1",
+        recorder,
+        "r1",
+        outcome="resolved",
+        team="care",
+        workflow_version="v1",
         model_calls=[TWO_DOLLARS],
-        tool_calls=[ToolSpec("lookup_order", latency_s=0.02),
-                    ToolSpec("refund", latency_s=0.04, mutation=True)],
+        tool_calls=[
+            ToolSpec("lookup_order", latency_s=0.02),
+            ToolSpec("refund", latency_s=0.04, mutation=True),
+        ],
         decisions=[("gate", "green", "R0", None), ("postcheck", "pass", "PC-1", None)],
     )
     record_run(
-        recorder, "r2", outcome="escalated", reason="refund over limit", team="care",
+        recorder,
+        "r2",
+        outcome="escalated",
+        reason="refund over limit",
+        team="care",
         workflow_version="v1",
         model_calls=[TWO_DOLLARS, ("scripted-checker", 500, 20, 0.1)],
         tool_calls=[ToolSpec("refund", latency_s=0.06, schema_valid=False, ok=False)],
-        decisions=[("gate", "yellow", "R-LIMIT", "over 100"),  # warning at t
-                   ("verify_rules", "fail", "INV-2", "balance"),  # t+1
-                   ("fallback", "escalate", "R-LIMIT", "hand off")],  # t+2
+        decisions=[
+            ("gate", "yellow", "R-LIMIT", "over 100"),  # warning at t
+            ("verify_rules", "fail", "INV-2", "balance"),  # t+1
+            ("fallback", "escalate", "R-LIMIT", "hand off"),
+        ],  # t+2
     )
     record_run(
-        recorder, "r3", outcome="resolved", team="billing", workflow_version="v2",
+        recorder,
+        "r3",
+        outcome="resolved",
+        team="billing",
+        workflow_version="v2",
         model_calls=[TWO_DOLLARS, TWO_DOLLARS, ("mystery-model", 10, 10, 1.5)],
         tool_calls=[ToolSpec("lookup_order", latency_s=0.08, ok=False)],
-        decisions=[("postcheck", "fail", "PC-1", "refund exceeds payment"),
-                   ("postcheck", "pass", "PC-2", None)],
+        decisions=[
+            ("postcheck", "fail", "PC-1", "refund exceeds payment"),
+            ("postcheck", "pass", "PC-2", None),
+        ],
     )
-    record_run(recorder, "r4", outcome="escalated", reason="refund over limit",
-               workflow_version="v2", decisions=[("kill", "stop", "KILL", "kill switch")])
+    record_run(
+        recorder,
+        "r4",
+        outcome="escalated",
+        reason="refund over limit",
+        workflow_version="v2",
+        decisions=[("kill", "stop", "KILL", "kill switch")],
+    )
     record_run(recorder, "r5", outcome=None, workflow_version="v2")  # still awaiting approval
     recorder.close()
     return tmp_path
@@ -60,8 +84,10 @@ def test_cost_is_attributed_to_team_workflow_and_version(home: Path) -> None:
 
 
 def test_success_rate_by_workflow_version_counts_finished_runs(home: Path) -> None:
-    lines = {v.workflow_version: (v.finished, v.resolved, v.success_rate)
-             for v in compute_report(home).success_by_version}
+    lines = {
+        v.workflow_version: (v.finished, v.resolved, v.success_rate)
+        for v in compute_report(home).success_by_version
+    }
     assert lines == {"v1": (2, 1, 0.5), "v2": (2, 1, 0.5)}
 
 
@@ -80,17 +106,25 @@ def test_escalation_reasons_rates_and_time_to_safe_fallback(home: Path) -> None:
 def test_model_and_tool_latency_are_reported_apart(home: Path) -> None:
     report = compute_report(home)
     assert (report.model_latency.count, report.model_latency.p50, report.model_latency.p95) == (
-        6, 0.5, 1.5)
+        6,
+        0.5,
+        1.5,
+    )
     assert (report.tool_latency.count, report.tool_latency.p50, report.tool_latency.p95) == (
-        4, 0.04, 0.08)
+        4,
+        0.04,
+        0.08,
+    )
 
 
 def test_a_price_table_passed_to_the_report_reprices_recorded_tokens(
     home: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     toml = tmp_path_factory.mktemp("prices") / "prices.toml"
-    toml.write_text('[models."model-x"]\ninput_per_mtok = 20.0\noutput_per_mtok = 40.0\n'
-                    '[models."mystery-model"]\ninput_per_mtok = 0\noutput_per_mtok = 0\n')
+    toml.write_text(
+        '[models."model-x"]\ninput_per_mtok = 20.0\noutput_per_mtok = 40.0\n'
+        '[models."mystery-model"]\ninput_per_mtok = 0\noutput_per_mtok = 0\n'
+    )
     report = compute_report(home, prices=PriceTable.from_toml(toml))
     assert report.total_cost_usd == 16.0
     assert report.cost_per_success_usd == 8.0
@@ -115,7 +149,10 @@ def test_a_bad_price_file_names_the_model(tmp_path: Path) -> None:
 def test_nearest_rank_percentiles() -> None:
     values = [float(v) for v in range(1, 21)]
     assert (percentile(values, 50), percentile(values, 95), percentile(values, 100)) == (
-        10.0, 19.0, 20.0)
+        10.0,
+        19.0,
+        20.0,
+    )
     assert percentile([], 50) is None
 
 
@@ -123,7 +160,15 @@ def test_rendered_report_shows_every_metric(home: Path) -> None:
     console = Console(width=140, record=True)
     console.print(render_report(compute_report(home)))
     text = console.export_text()
-    for expected in ("Task success by workflow version", "refund over limit", "model calls",
-                     "tool calls", "warning -> fallback", "75.0%", "$4.0000", "mystery-model"):
+    for expected in (
+        "Task success by workflow version",
+        "refund over limit",
+        "model calls",
+        "tool calls",
+        "warning -> fallback",
+        "75.0%",
+        "$4.0000",
+        "mystery-model",
+    ):
         assert expected in text
     assert dataclasses.asdict(compute_report(home))  # serialisable for --json

@@ -16,18 +16,34 @@ T0 = 1_700_000_000.0
 def home(tmp_path: Path) -> Path:
     clock = FakeClock(now=T0)
     recorder = Recorder(tmp_path, clock=clock)
-    record_run(recorder, "old", customer_id="C-1", outcome="resolved",
-               inputs={"message": "parcel never arrived, email me at old@example.com"},
-               tool_calls=[ToolSpec("lookup_order", args={"order_id": "A-1"})])
+    record_run(
+        recorder,
+        "old",
+        customer_id="C-1",
+        outcome="resolved",
+        inputs={"message": "parcel never arrived, email me at old@example.com"},
+        tool_calls=[ToolSpec("lookup_order", args={"order_id": "A-1"})],
+    )
     clock.now = T0 + 10 * DAY
-    record_run(recorder, "mid", customer_id="C-2", outcome="escalated", reason="refund over limit",
-               model_calls=[("gpt-4o", 1_000_000, 0, 1.0)],
-               tool_calls=[ToolSpec("refund", mutation=True, args={"amount": 250})],
-               decisions=[("gate", "yellow", "R-LIMIT", "amount above the auto-approve limit")])
+    record_run(
+        recorder,
+        "mid",
+        customer_id="C-2",
+        outcome="escalated",
+        reason="refund over limit",
+        model_calls=[("gpt-4o", 1_000_000, 0, 1.0)],
+        tool_calls=[ToolSpec("refund", mutation=True, args={"amount": 250})],
+        decisions=[("gate", "yellow", "R-LIMIT", "amount above the auto-approve limit")],
+    )
     clock.now = T0 + 20 * DAY
-    record_run(recorder, "new", customer_id="C-1", outcome="resolved",
-               inputs={"message": "Where is my parcel?"},
-               tool_calls=[ToolSpec("lookup_order", result={"status": "shipped"})])
+    record_run(
+        recorder,
+        "new",
+        customer_id="C-1",
+        outcome="resolved",
+        inputs={"message": "Where is my parcel?"},
+        tool_calls=[ToolSpec("lookup_order", result={"status": "shipped"})],
+    )
     recorder.close()
     return tmp_path
 
@@ -69,7 +85,10 @@ def test_purge_removes_old_runs_with_their_events_and_keeps_the_audit_verifiable
     home: Path,
 ) -> None:
     result = purge(home, 15, clock=lambda: T0 + 30 * DAY)  # cutoff: day 15
-    assert (result.runs_deleted, result.events_deleted) == (2, 4)  # old: 1 tool call; mid: model, tool, decision
+    assert (result.runs_deleted, result.events_deleted) == (
+        2,
+        4,
+    )  # old: 1 tool call; mid: model, tool, decision
     assert result.audit_entries_deleted > 0
     assert ids(search_traces(home)) == ["new"]
     with sqlite3.connect(home / "traces.db") as conn:

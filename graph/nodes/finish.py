@@ -19,7 +19,7 @@ def finish(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         and spec.risk == HANDOFF_RISK
         for e in state["evidence"].values()
     )
-    note = state.get("plan_note") or ""
+    note = (state.get("plan_note") or "").removeprefix("DONE:").strip()
     if handed_off:
         return {"outcome": "escalated", "reason": note or "handed to a human by the agent"}
     return {"outcome": "resolved", "reason": note or "done"}

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from graph.context import SampleTicket, Workflow
+from graph.errors import SignoffError
 from graph.workflows.support_planner import SupportPlanner
-from tools.support import build_support_db, load_sample_tickets, open_support_db, support_registry
+from tools.support import (
+    build_support_db,
+    load_sample_tickets,
+    open_support_db,
+    queries,
+    support_registry,
+)
 from verifiers import support as support_verifiers
 
 POLICY_PATH = Path(__file__).resolve().parents[2] / "verifiers" / "policies" / "support.toml"
@@ -30,6 +38,27 @@ def sample_tickets() -> list[SampleTicket]:
             for t in load_sample_tickets()]
 
 
+def intake(conn: sqlite3.Connection, *, tenant_id: str, email: str, subject: str,
+           body: str) -> SampleTicket:
+    """File a ticket for a known customer of the tenant; raises SignoffError otherwise."""
+    customer = queries.customer_by_email(conn, tenant_id, email)
+    if customer is None:
+        raise SignoffError(f"no customer with email {email!r} in tenant {tenant_id!r}")
+    if len(body) > 20_000:
+        raise SignoffError("the ticket text is longer than 20000 characters")
+    with conn:
+        last = conn.execute("SELECT MAX(CAST(SUBSTR(ticket_id, 5) AS INTEGER)) FROM tickets"
+                            ).fetchone()[0] or 0
+        ticket_id = f"TKT-{max(last + 1, 5001)}"
+        conn.execute(
+            "INSERT INTO tickets (ticket_id, tenant_id, customer_id, subject, body, status,"
+            " created_at) VALUES (?,?,?,?,?,'open',datetime('now'))",
+            (ticket_id, tenant_id, customer["customer_id"], subject, body))
+    return SampleTicket(ticket_id=ticket_id, tenant_id=tenant_id,
+                        customer_id=customer["customer_id"], customer_email=customer["email"],
+                        subject=subject, body=body)
+
+
 def _build_db(path: Path) -> None:
     build_support_db(path, overwrite=True)
 
@@ -51,4 +80,5 @@ SUPPORT = Workflow(
     sample_tickets=sample_tickets,
     db_filename="support.db",
     pii_fields=frozenset({"email", "phone", "name", "customer_email"}),
+    intake=intake,
 )

@@ -43,8 +43,10 @@ class SupportPlanner(ScriptedChatModel):
 
     @staticmethod
     def summary(evidence: list[dict[str, Any]]) -> str:
-        done = [e["tool"] for e in evidence if e.get("error") is None
-                and e["tool"] in {"create_refund_request", "add_ticket_note", "escalate_to_human"}]
+        words = {"create_refund_request": "refund requested", "add_ticket_note": "customer "
+                 "answered on the ticket", "escalate_to_human": "handed to a human"}
+        done = [words[e["tool"]] for e in evidence
+                if e.get("error") is None and e["tool"] in words]
         return ", ".join(done) or "nothing to do"
 
     def next_call(self, ticket: dict[str, Any],

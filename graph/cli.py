@@ -1,0 +1,275 @@
+"""`signoff`: a thin CLI over the runner. Each command calls library code and turns library
+errors into one-line messages with a non-zero exit; a user mistake never shows a traceback.
+
+Environment is read here, once: SIGNOFF_HOME (data directory, default ./.signoff),
+SIGNOFF_USER (who starts runs), SIGNOFF_PLANNER_* and SIGNOFF_CHECKER_* (models).
+"""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import json
+import os
+import sqlite3
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from graph.context import SampleTicket
+from graph.errors import SignoffError
+from graph.models import ModelSettings
+from graph.runner import Home, Runner, RunResult
+from graph.workflows import get_workflow
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="signoff: run LLM agents under a policy gate, a verifier and human "
+                       "approval, checkpointed to SQLite.")
+# Piped output (CI logs, README captures) gets a fixed, readable width instead of rich's 80.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEMO_REQUESTER = "demo-operator@signoff.local"
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def user_errors(fn: F) -> F:
+    """Turn user-facing errors into `error: ...` and exit 1."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SignoffError as exc:
+            fail(str(exc))
+        except sqlite3.DatabaseError as exc:
+            fail(f"database error: {exc} (is SIGNOFF_HOME pointing at signoff's data?)")
+    return wrapper  # type: ignore[return-value]
+
+
+def home() -> Home:
+    return Home(Path(os.environ.get("SIGNOFF_HOME") or ".signoff").expanduser())
+
+
+def requester_default() -> str:
+    return os.environ.get("SIGNOFF_USER") or f"{getpass.getuser()}@local"
+
+
+def make_runner() -> Runner:
+    env = dict(os.environ)
+    try:
+        planner = ModelSettings.from_env("planner", env)
+        checker = ModelSettings.from_env("checker", env)
+    except ValueError as exc:
+        raise SignoffError(str(exc)) from None
+    from graph.observe import price_fn, recorder_factory
+
+    return Runner(home(), planner_settings=planner, checker_settings=checker,
+                  recorder_factory=recorder_factory(), price=price_fn())
+
+
+def command_name() -> str:
+    """How the user invoked signoff, so printed follow-up commands can be pasted as they are."""
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "signoff" and argv0.parent != Path("."):
+        try:
+            return str(argv0.resolve().relative_to(Path.cwd()))
+        except ValueError:
+            return "signoff"
+    return "signoff"
+
+
+def print_result(result: RunResult) -> None:
+    colour = {"resolved": "green", "waiting_approval": "yellow"}.get(result.status, "red")
+    out.print(f"run {result.run_id}: [{colour}]{result.status}[/] "
+              f"({result.mutations} mutation(s)) - {result.reason or ''}")
+    if result.status == "waiting_approval" and result.pending:
+        proposal = result.pending.get("proposal") or {}
+        out.print(f"  held: {proposal.get('tool')} {json.dumps(proposal.get('args'))}")
+        out.print(f"  approve: {command_name()} approve {result.run_id} --as APPROVER "
+                  "--reason \"...\"")
+
+
+@app.command()
+@user_errors
+def demo(workflow: str = typer.Option("support", help="Workflow whose sample tickets to run."),
+         ) -> None:
+    """Reset the sample data and run every sample ticket; print a table of outcomes.
+
+    Example: signoff demo
+    """
+    wf = get_workflow(workflow)
+    runner = make_runner()
+    runner.ensure_domain_db(wf, reset=True)
+    out.print(f"signoff demo: workflow [bold]{wf.name}[/] {wf.version}, data in "
+              f"{runner.home.root} (sample database reset)")
+    table = Table(show_lines=False)
+    for column in ("ticket", "tenant", "outcome", "mutations", "run"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("why", overflow="fold")
+    waiting: list[tuple[RunResult, SampleTicket]] = []
+    for ticket in wf.sample_tickets():
+        result = runner.start(wf.name, ticket, requester=DEMO_REQUESTER)
+        colour = {"resolved": "green", "waiting_approval": "yellow"}.get(result.status, "red")
+        table.add_row(ticket.ticket_id, ticket.tenant_id, f"[{colour}]{result.status}[/]",
+                      str(result.mutations), result.run_id, result.reason or "")
+        if result.status == "waiting_approval":
+            waiting.append((result, ticket))
+    out.print(table)
+    for result, ticket in waiting:
+        policy, _ = runner.load_policy(wf)
+        approver = next((m for m in (policy.approvers.get("support_lead", ()) if policy else ())
+                         if m.endswith(f"@{ticket.tenant_id}.example")), None)
+        approver = approver or (next(iter(policy.approvers.values()))[0] if policy else "APPROVER")
+        out.print(f"{ticket.ticket_id} is waiting for a human decision. Approve it with:")
+        out.print(f"  {command_name()} approve {result.run_id} --as {approver} "
+                  "--reason \"receipt checked\"")
+
+
+@app.command()
+@user_errors
+def run(ticket: str = typer.Argument(None, help="A sample ticket id, e.g. TKT-1001."),
+        text: str = typer.Option(None, "--text", help="Run on this ticket text instead."),
+        email: str = typer.Option(None, "--email", help="With --text: the customer's email."),
+        tenant: str = typer.Option("acme", "--tenant", help="With --text: the tenant."),
+        subject: str = typer.Option("Support request", "--subject", help="With --text."),
+        workflow: str = typer.Option("support", "--workflow"),
+        as_user: str = typer.Option(None, "--as", help="Who starts the run (SIGNOFF_USER)."),
+        ) -> None:
+    """Run the agent on one ticket until it ends or waits for a human.
+
+    Example: signoff run TKT-1002   |   signoff run --text "Where is ORD-10005?" --email a@b.c
+    """
+    wf = get_workflow(workflow)
+    runner = make_runner()
+    runner.ensure_domain_db(wf)
+    if text is not None:
+        if ticket is not None:
+            raise SignoffError("give a sample ticket id or --text, not both")
+        if not email:
+            raise SignoffError("--text needs --email (the customer who wrote it)")
+        sample = runner.intake(wf.name, tenant_id=tenant, email=email, subject=subject, body=text)
+    elif ticket is not None:
+        known = {t.ticket_id: t for t in wf.sample_tickets()}
+        if ticket not in known:
+            raise SignoffError(f"unknown sample ticket {ticket!r} (known: {', '.join(known)})")
+        sample = known[ticket]
+    else:
+        raise SignoffError("give a sample ticket id (e.g. TKT-1001) or --text")
+    print_result(runner.start(wf.name, sample, requester=as_user or requester_default()))
+
+
+@app.command()
+@user_errors
+def runs(status: str = typer.Option(None, help="Only runs with this status."),
+         limit: int = typer.Option(20, min=1, max=1000)) -> None:
+    """List recent runs, newest first.
+
+    Example: signoff runs --status waiting_approval
+    """
+    table = Table()
+    for column in ("run", "workflow", "ticket", "tenant", "requester", "status", "reason"):
+        table.add_column(column)
+    for r in make_runner().runs.list(status=status, limit=limit):
+        table.add_row(r.run_id, r.workflow, r.ticket_id or "", r.tenant_id, r.requester,
+                      r.status, (r.reason or "")[:70])
+    out.print(table)
+
+
+@app.command()
+@user_errors
+def status(run_id: str = typer.Argument(..., help="The run id.")) -> None:
+    """Show where a run is and why.
+
+    Example: signoff status run-0123456789
+    """
+    r = make_runner().status(run_id)
+    out.print(f"run {r.run_id} ({r.workflow} {r.workflow_version}, ticket {r.ticket_id}, "
+              f"tenant {r.tenant_id}, started by {r.requester})")
+    out.print(f"status: [bold]{r.status}[/]")
+    if r.reason:
+        out.print(f"why: {r.reason}")
+    if r.pending:
+        p = r.pending.get("proposal") or {}
+        out.print(f"held action: {p.get('tool')} {json.dumps(p.get('args'))}")
+        verdict = r.pending.get("verdict") or {}
+        out.print(f"verifier: {verdict.get('reason', '-')}")
+        out.print(f"decide: {command_name()} approve|reject|edit {r.run_id} --as APPROVER")
+    if r.lease_owner:
+        out.print(f"held by process {r.lease_owner}")
+
+
+def _decide(run_id: str, payload: dict[str, Any]) -> None:
+    print_result(make_runner().decide(run_id, payload))
+
+
+@app.command()
+@user_errors
+def approve(run_id: str = typer.Argument(...),
+            as_user: str = typer.Option(..., "--as", help="The approver's identity."),
+            reason: str = typer.Option("", "--reason")) -> None:
+    """Approve the action a run is waiting on; it commits and the run continues.
+
+    Example: signoff approve run-0123456789 --as lead@acme.example --reason "receipt checked"
+    """
+    _decide(run_id, {"action": "approve", "by": as_user, "reason": reason})
+
+
+@app.command()
+@user_errors
+def reject(run_id: str = typer.Argument(...),
+           as_user: str = typer.Option(..., "--as", help="The approver's identity."),
+           reason: str = typer.Option(..., "--reason", help="Why (required).")) -> None:
+    """Reject the held action; the run stops and is handed to a human.
+
+    Example: signoff reject run-0123456789 --as lead@acme.example --reason "no receipt"
+    """
+    _decide(run_id, {"action": "reject", "by": as_user, "reason": reason})
+
+
+@app.command()
+@user_errors
+def edit(run_id: str = typer.Argument(...),
+         as_user: str = typer.Option(..., "--as", help="The approver's identity."),
+         args: str = typer.Option(..., "--args", help="JSON object of arguments to change."),
+         reason: str = typer.Option("", "--reason")) -> None:
+    """Change the held action's arguments; the edited call goes through gate and verify again.
+
+    Example: signoff edit run-0123456789 --as lead@acme.example --args '{"amount_cents": 4000}'
+    """
+    try:
+        parsed = json.loads(args)
+    except json.JSONDecodeError as exc:
+        raise SignoffError(f"--args is not valid JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(parsed, dict):
+        raise SignoffError("--args must be a JSON object")
+    _decide(run_id, {"action": "edit", "by": as_user, "reason": reason, "args": parsed})
+
+
+@app.command()
+@user_errors
+def resume(run_id: str = typer.Argument(...)) -> None:
+    """Continue a run whose process died, from its last checkpoint.
+
+    Example: signoff resume run-0123456789
+    """
+    print_result(make_runner().resume(run_id))
+
+
+def main() -> None:
+    app()
+
+
+from graph import cli_ops  # noqa: E402,F401 - registers the operator commands on `app`
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Wiring between the runner and the observability package (traces, audit log, cost).
+
+SIGNOFF_PRICES may name a TOML price table that overrides the defaults; SIGNOFF_TRACES=off
+turns trace recording off (the release gate reports it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from graph.context import Workflow
+from graph.errors import SignoffError
+from observability import PriceTable, Recorder
+
+
+def price_table() -> PriceTable:
+    path = os.environ.get("SIGNOFF_PRICES")
+    if not path:
+        return PriceTable.default()
+    try:
+        return PriceTable.from_toml(Path(path))
+    except (OSError, ValueError) as exc:
+        raise SignoffError(f"cannot load price table {path}: {exc}") from None
+
+
+def recorder_factory() -> Callable[..., Recorder] | None:
+    if os.environ.get("SIGNOFF_TRACES", "on").lower() in {"off", "0", "false"}:
+        return None
+    prices = price_table()
+
+    def factory(home: object, workflow: Workflow) -> Recorder:
+        root = getattr(home, "root", home)
+        return Recorder(Path(str(root)), prices=prices, pii_fields=workflow.pii_fields)
+
+    return factory
+
+
+def price_fn() -> Callable[[str, int, int], float]:
+    return price_table().cost

@@ -1,0 +1,114 @@
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from observability import Recorder
+from observability.cli import register
+from observability.testing import FakeClock, ToolSpec, record_run
+
+runner = CliRunner()
+
+
+def make_app(home: Path) -> typer.Typer:
+    app = typer.Typer()
+    register(app, lambda: home)
+    return app
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    with Recorder(tmp_path, clock=FakeClock(now=1_700_000_000.0)) as recorder:
+        record_run(
+            recorder,
+            "r-ok",
+            model_calls=[("gpt-4o", 1_000_000, 0, 0.4)],
+            tool_calls=[ToolSpec("lookup_order")],
+            customer_id="C-1",
+        )
+        record_run(
+            recorder,
+            "r-esc",
+            outcome="escalated",
+            reason="refund over limit",
+            tool_calls=[ToolSpec("refund", mutation=True)],
+            customer_id="C-2",
+            decisions=[("gate", "yellow", "R-LIMIT", "over 100")],
+        )
+    return tmp_path
+
+
+def test_traces_searches_with_flags(home: Path) -> None:
+    result = runner.invoke(make_app(home), ["traces", "--customer", "C-2", "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"run_id": "r-esc"' in result.output
+    assert "r-ok" not in result.output
+    table = runner.invoke(
+        make_app(home),
+        ["traces", "--tool", "lookup_order", "--since", "2023-01-01", "--until", "2030-01-01"],
+    )
+    assert table.exit_code == 0, table.output
+    assert "r-ok" in table.output and "1 run(s)" in table.output
+
+
+def test_traces_rejects_a_bad_date_in_one_line(home: Path) -> None:
+    result = runner.invoke(make_app(home), ["traces", "--since", "yesterday"])
+    assert result.exit_code == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "--since must be an ISO date" in result.stderr
+
+
+def test_report_prints_metrics_and_json(home: Path) -> None:
+    result = runner.invoke(make_app(home), ["report"], terminal_width=160)
+    assert result.exit_code == 0, result.output
+    assert "refund over limit" in result.output
+    assert "$2.5000" in result.output  # per successful outcome: $2.50 / 1 resolved run
+    as_json = runner.invoke(make_app(home), ["report", "--json"])
+    assert '"cost_per_success_usd": 2.5' in as_json.output
+
+
+def test_audit_verify_reports_intact_then_tampered(home: Path) -> None:
+    result = runner.invoke(make_app(home), ["audit", "verify"])
+    assert (result.exit_code, result.output.strip()) == (0, "audit log intact: 6 entries")
+    with sqlite3.connect(home / "audit.db") as conn:
+        conn.execute("UPDATE audit SET payload = '{}' WHERE seq = 4")
+    result = runner.invoke(make_app(home), ["audit", "verify"])
+    assert result.exit_code == 1
+    assert result.output.startswith("audit log tampered: entry 4: ")
+
+
+def test_traces_purge(home: Path) -> None:
+    result = runner.invoke(make_app(home), ["traces-purge", "--older-than-days", "0"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("purged 2 run(s)")
+    assert runner.invoke(make_app(home), ["audit", "verify"]).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["traces"], ["report"], ["audit", "verify"], ["traces-purge", "--older-than-days", "1"]],
+)
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_missing_or_corrupt_databases_give_one_line_errors(
+    tmp_path: Path, args: list[str], damage: str
+) -> None:
+    if damage == "corrupt":
+        for name in ("traces.db", "audit.db"):
+            (tmp_path / name).write_bytes(b"not a database at all" * 200)
+    result = runner.invoke(make_app(tmp_path), args)
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert re.fullmatch(r"error: [^\n]+\n", result.stderr), result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_every_command_has_help_with_an_example(home: Path) -> None:
+    app = make_app(home)
+    for args in (["traces"], ["report"], ["audit", "verify"], ["traces-purge"], ["audit"]):
+        result = runner.invoke(app, [*args, "--help"])
+        assert result.exit_code == 0, result.output
+        if args != ["audit"]:
+            assert "Example: signoff " in result.output, args
