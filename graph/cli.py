@@ -270,6 +270,8 @@ def main() -> None:
 
 from graph import cli_ops  # noqa: E402,F401 - registers the operator commands on `app`
 
-
 if __name__ == "__main__":
-    main()
+    # `python -m graph.cli`: run the imported module's app, which carries every command.
+    from graph.cli import main as _main
+
+    _main()

@@ -8,9 +8,7 @@ and counters. The full step history lives in the trace store, not here.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypedDict
-
-from typing_extensions import NotRequired
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
 from verifiers.gate import GateDecision, Usage
 

@@ -94,7 +94,8 @@ class Condition:
             return [self._eval(e, names) for e in node.elts]
         raise ExprError(f"cannot evaluate {ast.unparse(node)!r}")  # unreachable after _check
 
-    def _apply(self, fn: Any, node: ast.AST, names: Mapping[str, Any], a: ast.AST, b: ast.AST) -> Any:
+    def _apply(self, fn: Any, node: ast.AST, names: Mapping[str, Any], a: ast.AST,
+               b: ast.AST) -> Any:
         try:
             return fn(self._eval(a, names), self._eval(b, names))
         except TypeError as exc:

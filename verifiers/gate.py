@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from pydantic import BaseModel, ValidationError
-from typing_extensions import NotRequired
 
 from tools.base import ToolContext, ToolRegistry, validation_summary
 from verifiers.expr import ExprError
@@ -64,7 +63,8 @@ class GateRequest:
     """Workflow-provided facts for rule conditions (e.g. the customer's flags)."""
 
 
-def _block(rule_id: str, reason: str, version: str, errors: list[str] | None = None) -> GateDecision:
+def _block(rule_id: str, reason: str, version: str,
+           errors: list[str] | None = None) -> GateDecision:
     decision = GateDecision(route="block", tier="red", rule_id=rule_id, reason=reason,
                             policy_version=version)
     if errors:

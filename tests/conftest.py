@@ -1,0 +1,35 @@
+"""Shared fixtures: a temporary data directory and a runner on it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from graph.observe import price_fn, recorder_factory
+from graph.runner import Home, Runner
+from graph.workflows import get_workflow
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh SIGNOFF_HOME for one test; the CLI and the runner both use it."""
+    root = tmp_path / "signoff-home"
+    monkeypatch.setenv("SIGNOFF_HOME", str(root))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    return root
+
+
+@pytest.fixture
+def runner(home: Path) -> Iterator[Runner]:
+    """A runner with traces on, over a freshly seeded support database."""
+    r = Runner(Home(home), recorder_factory=recorder_factory(), price=price_fn())
+    r.ensure_domain_db(get_workflow("support"), reset=True)
+    yield r
+    r.close()
+
+
+def sample(ticket_id: str):  # noqa: ANN201 - SampleTicket
+    """The support workflow's sample ticket with this id."""
+    return next(t for t in get_workflow("support").sample_tickets() if t.ticket_id == ticket_id)

@@ -1,0 +1,180 @@
+"""The CLI across process boundaries, and every user mistake: one line, non-zero, no change."""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from graph.cli import app
+
+SIGNOFF = [sys.executable, "-m", "graph.cli"]
+
+
+def signoff(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in a new process, as a user in a new terminal would."""
+    env = {**os.environ, "SIGNOFF_HOME": str(home), "SIGNOFF_USER": "ops@signoff.local"}
+    return subprocess.run([*SIGNOFF, *args], capture_output=True, text=True, env=env,
+                          timeout=120, cwd=Path(__file__).resolve().parents[1])
+
+
+def counts(home: Path) -> dict[str, int]:
+    with sqlite3.connect(home / "support.db") as conn:
+        tables = ("refunds", "ticket_notes", "escalations", "mutation_ledger")
+        return {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in tables}
+
+
+def run_id_in(text: str) -> str:
+    match = re.search(r"run-[0-9a-f]{10}", text)
+    assert match, text
+    return match.group(0)
+
+
+def test_pause_in_one_process_approve_in_another_commits_once(home: Path) -> None:
+    started = signoff(home, "run", "TKT-1002")
+    assert started.returncode == 0, started.stderr
+    assert "waiting_approval" in started.stdout
+    run_id = run_id_in(started.stdout)
+    before = counts(home)
+
+    status = signoff(home, "status", run_id)
+    assert "waiting_approval" in status.stdout and "create_refund_request" in status.stdout
+
+    approved = signoff(home, "approve", run_id, "--as", "lead@acme.example", "--reason", "ok")
+    assert approved.returncode == 0, approved.stderr
+    assert "resolved" in approved.stdout
+    after = counts(home)
+    assert after["refunds"] == before["refunds"] + 1
+    assert after["mutation_ledger"] == before["mutation_ledger"] + 2  # refund + note
+
+    again = signoff(home, "approve", run_id, "--as", "lead@acme.example")
+    assert again.returncode == 1
+    assert again.stderr.strip() == (f"error: run {run_id} is not waiting for a decision "
+                                    "(status: resolved)")
+    assert counts(home) == after
+
+
+def test_demo_prints_the_command_that_approves_the_waiting_run(home: Path) -> None:
+    demo = signoff(home, "demo")
+    assert demo.returncode == 0, demo.stderr
+    for ticket in ("TKT-1001", "TKT-1003", "TKT-1007", "TKT-2001"):
+        assert ticket in demo.stdout
+    line = next(ln for ln in demo.stdout.splitlines() if " approve run-" in ln)
+    command = line.split("approve", 1)[1].split()
+    approved = signoff(home, "approve", *[c.strip('"') for c in command[:3]],
+                       "--reason", "receipt checked")
+    assert approved.returncode == 0, approved.stderr
+    assert "resolved" in approved.stdout
+
+
+@pytest.fixture
+def paused(home: Path) -> str:
+    result = CliRunner().invoke(app, ["run", "TKT-1002", "--as", "ops@signoff.local"])
+    assert result.exit_code == 0, result.output
+    return run_id_in(result.output)
+
+
+def one_line_error(result, expected: str) -> None:  # noqa: ANN001
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert expected in lines[0]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["status", "run-doesnotexist"], "no run with id 'run-doesnotexist'"),
+    (["approve", "run-doesnotexist", "--as", "lead@acme.example"], "no run with id"),
+    (["resume", "run-doesnotexist"], "no run with id"),
+    (["run", "TKT-9999"], "unknown sample ticket 'TKT-9999'"),
+    (["run", "--text", "where is my order?", "--email", "nobody@example.com"],
+     "no customer with email"),
+    (["kill"], "give exactly one of --workflow NAME or --all"),
+    (["run", "TKT-1001", "--workflow", "payroll"], "unknown workflow 'payroll'"),
+])
+def test_user_mistakes_are_one_line_errors(home: Path, args: list[str], expected: str) -> None:
+    CliRunner().invoke(app, ["runs"])  # creates the data directory
+    one_line_error(CliRunner().invoke(app, args), expected)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["approve", "{run}", "--as", "ops@signoff.local"], "started this run and cannot decide"),
+    (["approve", "{run}", "--as", "mallory@example.com"], "is not an approver"),
+    (["edit", "{run}", "--as", "lead@acme.example", "--args", "{not json"], "not valid JSON"),
+    (["edit", "{run}", "--as", "lead@acme.example", "--args", "[1, 2]"], "must be a JSON object"),
+    (["edit", "{run}", "--as", "lead@acme.example", "--args", '{"amount_cents": -5}'],
+     "amount_cents"),
+    (["edit", "{run}", "--as", "lead@acme.example", "--args", '{"refund_everything": true}'],
+     "refund_everything"),
+    (["reject", "{run}", "--as", "lead@acme.example", "--reason", "  "], "needs a reason"),
+    (["resume", "{run}"], "waiting for a human decision"),
+])
+def test_bad_decisions_change_nothing(home: Path, paused: str, args: list[str],
+                                      expected: str) -> None:
+    before = counts(home)
+    result = CliRunner().invoke(app, [a.replace("{run}", paused) for a in args])
+    one_line_error(result, expected)
+    assert counts(home) == before
+    status = CliRunner().invoke(app, ["status", paused])
+    assert "waiting_approval" in status.output
+
+
+def test_approving_a_finished_run_is_refused(home: Path) -> None:
+    done = CliRunner().invoke(app, ["run", "TKT-1001"])
+    run_id = run_id_in(done.output)
+    one_line_error(CliRunner().invoke(app, ["approve", run_id, "--as", "lead@acme.example"]),
+                   "is not waiting for a decision (status: resolved)")
+
+
+@pytest.mark.parametrize("damage", ["missing", "garbage", "foreign"])
+def test_missing_or_corrupt_database_is_a_clean_error(home: Path, paused: str,
+                                                      damage: str) -> None:
+    db = home / "support.db"
+    if damage == "missing":
+        db.unlink()
+        expected = "support database not found"
+    elif damage == "garbage":
+        db.write_bytes(b"this is not a database" * 100)
+        expected = "not a signoff support database"
+    else:
+        db.unlink()
+        with sqlite3.connect(db) as conn:
+            conn.execute("CREATE TABLE unrelated (x)")
+        expected = "not a signoff support database"
+    before = db.read_bytes() if db.exists() and damage != "missing" else None
+    result = CliRunner().invoke(app, ["approve", paused, "--as", "lead@acme.example"])
+    one_line_error(result, expected)
+    if before is not None:
+        assert db.read_bytes() == before
+    assert "waiting_approval" in CliRunner().invoke(app, ["status", paused]).output
+
+
+def test_corrupt_control_database_is_a_clean_error(home: Path) -> None:
+    home.mkdir(parents=True)
+    (home / "control.db").write_bytes(b"garbage" * 1000)
+    one_line_error(CliRunner().invoke(app, ["runs"]), "not a usable run registry")
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    import typer.main
+
+    click_app = typer.main.get_command(app)
+    names = []
+
+    def walk(group, prefix: str = "") -> None:  # noqa: ANN001
+        for name, cmd in group.commands.items():
+            if hasattr(cmd, "commands"):
+                walk(cmd, f"{prefix}{name} ")
+            else:
+                names.append(f"{prefix}{name}")
+                assert cmd.help and "Example" in cmd.help, f"{prefix}{name} has no example"
+
+    walk(click_app)
+    assert {"demo", "run", "runs", "status", "approve", "reject", "edit", "resume",
+            "kill", "unkill"} <= set(names)

@@ -1,0 +1,105 @@
+"""The runnable core: every sample ticket ends as its ticket says, under both checkpointers,
+and an approval resumes a paused run that then commits exactly once."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command
+
+from checkpoints.runs import RunStore
+from checkpoints.saver import open_checkpointer
+from graph.context import RunContext
+from graph.factory import build_graph
+from graph.runner import Runner
+from graph.state import InputState, Ticket, usage_delta
+from graph.workflows import get_workflow
+from tests.conftest import sample
+from verifiers.policy import load_policy
+
+SUPPORT = get_workflow("support")
+TICKETS = SUPPORT.sample_tickets()
+
+
+def refunds_of(home: Path, run_id: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(home / "support.db") as conn:
+        return conn.execute("SELECT order_id, amount_cents FROM refunds WHERE run_id = ?",
+                            (run_id,)).fetchall()
+
+
+@pytest.mark.parametrize("ticket", TICKETS, ids=[t.ticket_id for t in TICKETS])
+def test_sample_ticket_reaches_expected_outcome(runner: Runner, home: Path, ticket) -> None:
+    result = runner.start("support", ticket, requester="ops@signoff.local")
+    assert result.status == ticket.expect["outcome"], result.reason
+    committed = runner.runs.get(result.run_id)
+    assert committed.status == result.status
+    refunds = refunds_of(home, result.run_id)
+    assert bool(refunds) == ("create_refund_request" in ticket.expect["mutations"])
+
+
+def test_blocked_run_commits_nothing_and_says_why(runner: Runner, home: Path) -> None:
+    result = runner.start("support", sample("TKT-1007"), requester="ops@signoff.local")
+    assert result.status == "blocked"
+    assert "refundable balance" in (result.reason or "")
+    assert refunds_of(home, result.run_id) == []
+
+
+def test_approval_resumes_and_commits_exactly_once(runner: Runner, home: Path) -> None:
+    paused = runner.start("support", sample("TKT-1002"), requester="ops@signoff.local")
+    assert paused.status == "waiting_approval"
+    assert paused.pending and paused.pending["proposal"]["tool"] == "create_refund_request"
+    assert refunds_of(home, paused.run_id) == []
+
+    done = runner.decide(paused.run_id, {"action": "approve", "by": "lead@acme.example",
+                                         "reason": "receipt checked"})
+    assert done.status == "resolved"
+    assert refunds_of(home, paused.run_id) == [("ORD-10002", 12000)]
+
+
+# The same interrupt/resume, driven directly on the compiled graph, under both checkpointers.
+
+@contextmanager
+def checkpointer(kind: str, path: Path) -> Iterator[Any]:
+    if kind == "memory":
+        yield InMemorySaver()
+    else:
+        with open_checkpointer(path) as saver:
+            yield saver
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_interrupt_then_resume_under_each_checkpointer(kind: str, runner: Runner,
+                                                       home: Path) -> None:
+    ticket = sample("TKT-1002")
+    db = SUPPORT.open_db(home / "support.db")
+    runs = RunStore(home / "control.db")
+    ctx = RunContext(run_id="run-grid", tenant_id="acme", requester="ops@signoff.local",
+                     workflow=SUPPORT, registry=SUPPORT.tools(),
+                     policy=load_policy(SUPPORT.policy_path), policy_error=None,
+                     planner=SUPPORT.planner(), checker=SUPPORT.checker(), db=db, runs=runs)
+    inputs = InputState(run_id="run-grid", ticket=Ticket(
+        ticket_id=ticket.ticket_id, customer_id=ticket.customer_id,
+        customer_email=ticket.customer_email, subject=ticket.subject, body=ticket.body),
+        started_at=time.time(), step=0, usage=usage_delta(), evidence={})
+    config = {"configurable": {"thread_id": "run-grid"}}
+    try:
+        with checkpointer(kind, home / "grid-checkpoints.db") as saver:
+            graph = build_graph().compile(checkpointer=saver)
+            first = graph.invoke(inputs, config, context=ctx, durability="sync")
+            assert "__interrupt__" in first
+            assert graph.get_state(config).next == ("approve",)
+            final = graph.invoke(Command(resume={"action": "approve", "by": "lead@acme.example"}),
+                                 config, context=ctx, durability="sync")
+            assert final["outcome"] == "resolved"
+            assert final["mutations"] == 2
+        assert refunds_of(home, "run-grid") == [("ORD-10002", 12000)]
+    finally:
+        db.close()
+        runs.close()
