@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import sqlite3
 from collections import Counter
 from collections.abc import Sequence
@@ -14,6 +15,22 @@ from observability.reader import open_traces
 
 PASS_VERDICTS = frozenset({"pass", "ok", "green"})
 
+
+
+HANDED_OFF = frozenset({"escalated", "blocked", "rejected", "failed"})
+"""Outcomes that hand the ticket to a human; the report groups them by why."""
+
+_REASON_CLASS = re.compile(
+    r"^(gate [\w.-]+|verifier: [\w.-]+|approval refused|rejected by|post-condition violated"
+    r"|kill switch|planner model failed|[\w_-]+ kept failing)")
+
+
+def reason_class(reason: str | None) -> str:
+    """The stable part of a hand-off reason (the rule or check), without amounts and ids."""
+    if not reason:
+        return "(no reason)"
+    match = _REASON_CLASS.match(reason)
+    return match.group(1) if match else reason[:60]
 
 @dataclass(frozen=True)
 class Percentiles:
@@ -148,7 +165,8 @@ def compute_report(home: Path, prices: PriceTable | None = None) -> Report:
         ),
         escalation_reasons=dict(
             Counter(
-                run["reason"] or "(no reason)" for run in runs if run["outcome"] == "escalated"
+                f"{run['outcome']}: {reason_class(run['reason'])}"
+                for run in runs if run["outcome"] in HANDED_OFF
             ).most_common()
         ),
         model_latency=Percentiles.of(model_latencies),

@@ -93,7 +93,7 @@ def test_success_rate_by_workflow_version_counts_finished_runs(home: Path) -> No
 
 def test_escalation_reasons_rates_and_time_to_safe_fallback(home: Path) -> None:
     report = compute_report(home)
-    assert report.escalation_reasons == {"refund over limit": 2}
+    assert report.escalation_reasons == {"escalated: refund over limit": 2}
     assert report.tool_calls == 4
     assert report.tool_call_validity_rate == 0.75
     assert report.tool_call_success_rate == 0.5
@@ -172,3 +172,18 @@ def test_rendered_report_shows_every_metric(home: Path) -> None:
     ):
         assert expected in text
     assert dataclasses.asdict(compute_report(home))  # serialisable for --json
+
+
+@pytest.mark.parametrize("reason, expected", [
+    ("gate refund.over_ceiling: refunds above $500.00 are blocked", "gate refund.over_ceiling"),
+    ("verifier: refund.within_refundable_balance: amount $400.00 exceeds",
+     "verifier: refund.within_refundable_balance"),
+    ("rejected by lead@acme.example (support_lead): no receipt", "rejected by"),
+    ("kill switch for workflow support set by ops: bug", "kill switch"),
+    ("get_order kept failing after 4 retries: timeout", "get_order kept failing"),
+    (None, "(no reason)"),
+])
+def test_hand_off_reasons_group_by_rule_not_by_amount(reason: str | None, expected: str) -> None:
+    from observability.report import reason_class
+
+    assert reason_class(reason) == expected
