@@ -2,14 +2,19 @@
 
 LangGraph's checkpointer knows a thread's state but not who may drive it: two invocations on
 one thread both "succeed" and one's writes vanish. So every process that drives a run first
-takes the run's lease here; a lease whose holder died expires after its TTL.
+takes the run's lease here. A lease whose holder died expires after its TTL; sooner when the
+holder ran on this host, because the owner id names its host and pid and a dead pid is seen.
 """
 
 from __future__ import annotations
 
+import builtins
 import json
+import os
+import socket
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +31,7 @@ CREATE TABLE IF NOT EXISTS runs (
     ticket_id TEXT,
     customer_id TEXT,
     requester TEXT NOT NULL,
+    requester_role TEXT,
     status TEXT NOT NULL,
     reason TEXT,
     pending TEXT,
@@ -60,6 +66,8 @@ class RunRecord:
     ticket_id: str | None
     customer_id: str | None
     requester: str
+    requester_role: str | None
+    """The requester's role when the run started; approvals may have to come from another."""
     status: str
     """running, waiting_approval, or a terminal outcome."""
     reason: str | None
@@ -79,6 +87,30 @@ class RunRecord:
         return self.status in TERMINAL
 
 
+def new_lease_owner() -> str:
+    """An owner id for this process: `host:pid:nonce`, so a dead holder can be recognised."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def holder_is_dead(owner: str) -> bool:
+    """True only when `owner` names a process on this host that no longer exists.
+
+    Unknown formats, other hosts and live (or unsignallable) pids count as alive, so the lease
+    is then left to expire. A killed child that is not yet reaped (a zombie) also counts as
+    alive until its parent waits for it.
+    """
+    parts = owner.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: it exists under another user
+        return False
+    return False
+
+
 class RunStore:
     """Run rows, leases and kill switches in one SQLite file."""
 
@@ -91,6 +123,9 @@ class RunStore:
             self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.executescript(SCHEMA)
+            columns = {r[1] for r in self.conn.execute("PRAGMA table_info(runs)")}
+            if "requester_role" not in columns:  # a registry written before the column existed
+                self.conn.execute("ALTER TABLE runs ADD COLUMN requester_role TEXT")
         except sqlite3.DatabaseError as exc:
             raise SignoffError(f"{self.path} is not a usable run registry: {exc}") from None
 
@@ -100,14 +135,16 @@ class RunStore:
     def create(self, *, run_id: str, workflow: str, workflow_version: str, tenant_id: str,
                ticket_id: str | None, customer_id: str | None, requester: str,
                policy_version: str | None, inputs: dict[str, Any], lease_owner: str,
-               lease_ttl: float) -> None:
+               lease_ttl: float, requester_role: str | None = None) -> None:
         now = self.clock()
         self.conn.execute(
             "INSERT INTO runs (run_id, workflow, workflow_version, tenant_id, ticket_id,"
-            " customer_id, requester, status, policy_version, inputs, created_at, updated_at,"
-            " lease_owner, lease_expires) VALUES (?,?,?,?,?,?,?,'running',?,?,?,?,?,?)",
+            " customer_id, requester, requester_role, status, policy_version, inputs,"
+            " created_at, updated_at, lease_owner, lease_expires)"
+            " VALUES (?,?,?,?,?,?,?,?,'running',?,?,?,?,?,?)",
             (run_id, workflow, workflow_version, tenant_id, ticket_id, customer_id, requester,
-             policy_version, json.dumps(inputs), now, now, lease_owner, now + lease_ttl),
+             requester_role, policy_version, json.dumps(inputs), now, now, lease_owner,
+             now + lease_ttl),
         )
 
     def get(self, run_id: str) -> RunRecord:
@@ -137,7 +174,8 @@ class RunStore:
         )
 
     def acquire_lease(self, run_id: str, owner: str, ttl: float) -> None:
-        """Take the run's lease or raise RunBusy; an expired lease is taken over."""
+        """Take the run's lease or raise RunBusy; an expired lease, or one whose holder process
+        on this host is dead, is taken over."""
         now = self.clock()
         cur = self.conn.execute(
             "UPDATE runs SET lease_owner = ?, lease_expires = ? WHERE run_id = ? AND"
@@ -147,8 +185,17 @@ class RunStore:
         if cur.rowcount == 1:
             return
         record = self.get(run_id)  # raises RunNotFound for an unknown id
+        holder = record.lease_owner or ""
+        if holder and holder_is_dead(holder):
+            # Conditional on the dead holder, so of two processes taking over only one wins.
+            cur = self.conn.execute(
+                "UPDATE runs SET lease_owner = ?, lease_expires = ? WHERE run_id = ? AND"
+                " lease_owner = ?", (owner, now + ttl, run_id, holder))
+            if cur.rowcount == 1:
+                return
+            record = self.get(run_id)
         left = max(0.0, (record.lease_expires or now) - now)
-        raise RunBusy(f"run {run_id} is busy: another process holds it "
+        raise RunBusy(f"run {run_id} is busy: another process ({record.lease_owner}) holds it "
                       f"(lease expires in {left:.0f}s)")
 
     def renew_lease(self, run_id: str, owner: str, ttl: float) -> None:
@@ -170,7 +217,7 @@ class RunStore:
     def clear_kill(self, scope: str) -> bool:
         return self.conn.execute("DELETE FROM kill_switches WHERE scope = ?", (scope,)).rowcount > 0
 
-    def kill_switches(self) -> list[dict[str, Any]]:
+    def kill_switches(self) -> builtins.list[dict[str, Any]]:
         return [dict(r) for r in self.conn.execute("SELECT * FROM kill_switches ORDER BY scope")]
 
     def kill_reason(self, workflow: str) -> str | None:

@@ -7,7 +7,7 @@ resumes from the last finished step ("exit" would lose the whole run on a hard k
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
@@ -20,12 +20,18 @@ DURABILITY: Literal["sync"] = "sync"
 
 
 @contextmanager
-def open_checkpointer(path: str | Path) -> Iterator[SqliteSaver]:
-    """A set-up SqliteSaver on `path`, closed on exit. Raises SignoffError for a bad file."""
+def open_checkpointer(
+    path: str | Path, *, saver_factory: Callable[[sqlite3.Connection], SqliteSaver] = SqliteSaver,
+) -> Iterator[SqliteSaver]:
+    """A set-up SqliteSaver on `path`, closed on exit. Raises SignoffError for a bad file.
+
+    `saver_factory` builds the saver on the connection; crash tests pass one whose saves are
+    kill points (checkpoints.faults.CrashFaults.saver_factory).
+    """
     try:
         conn = sqlite3.connect(str(path), check_same_thread=False, timeout=10)
         conn.execute("PRAGMA journal_mode=WAL")
-        saver = SqliteSaver(conn)
+        saver = saver_factory(conn)
         saver.setup()
     except sqlite3.DatabaseError as exc:
         raise SignoffError(f"{path} is not a usable checkpoint database: {exc}") from None

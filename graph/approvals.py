@@ -6,6 +6,7 @@ approve node checks it again against the policy in force when it is used.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -35,10 +36,15 @@ class Decision(BaseModel):
         return self
 
 
-def check_decision(payload: Any, *, requester: str, policy: Policy | None) -> tuple[Decision, str]:
+def check_decision(payload: Any, *, requester: str, policy: Policy | None,
+                   requester_role: str | None = None,
+                   required_roles: Sequence[str] | None = None) -> tuple[Decision, str]:
     """Validate a decision and the approver's right to make it; returns (decision, role).
 
-    Raises BadDecision with a one-line reason.
+    When the policy asks for `distinct_from_requester_role`, the approver must act in a role
+    other than `requester_role`, and a run whose requester's role is unknown cannot be
+    approved (fail closed). `required_roles` (from the gate rule that held the call) narrows
+    who may decide to members of those roles. Raises BadDecision with a one-line reason.
     """
     try:
         decision = Decision.model_validate(payload)
@@ -53,4 +59,17 @@ def check_decision(payload: Any, *, requester: str, policy: Policy | None) -> tu
         allowed = ", ".join(sorted(policy.approvers))
         raise BadDecision(f"{decision.by} is not an approver in policy {policy.version} "
                           f"(roles: {allowed})")
+    if required_roles:
+        roles = [role for role in roles if role in required_roles]
+        if not roles:
+            raise BadDecision(f"{decision.by} does not hold a role that may decide on this "
+                              f"action (needs: {', '.join(required_roles)})")
+    if policy.distinct_from_requester_role:
+        if not requester_role:
+            raise BadDecision("the requester's role is unknown, so no approver can be shown to "
+                              "hold a different role")
+        roles = [role for role in roles if role != requester_role]
+        if not roles:
+            raise BadDecision(f"{decision.by} holds the requester's role {requester_role!r}; "
+                              "an approver from another role must decide")
     return decision, roles[0]

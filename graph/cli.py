@@ -21,11 +21,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from checkpoints.runs import RunRecord
+from graph.approvals import check_decision
 from graph.context import SampleTicket
-from graph.errors import SignoffError
+from graph.errors import BadDecision, SignoffError
 from graph.models import ModelSettings
 from graph.runner import Home, Runner, RunResult
 from graph.workflows import get_workflow
+from verifiers.policy import Policy
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="signoff: run LLM agents under a policy gate, a verifier and human "
@@ -98,6 +101,25 @@ def print_result(result: RunResult) -> None:
                   "--reason \"...\"")
 
 
+def _demo_approver(policy: Policy | None, record: RunRecord, tenant_id: str) -> str:
+    """The first approver in the policy (one of the ticket's tenant first) allowed to decide
+    on this run, for the printed approve command."""
+    if policy is None:
+        return "APPROVER"
+    members = [m for role in policy.approvers.values() for m in role]
+    ordered = sorted(members, key=lambda m: not m.endswith(f"@{tenant_id}.example"))
+    held_gate = (record.pending or {}).get("gate") or {}
+    for member in ordered:
+        try:
+            check_decision({"action": "approve", "by": member}, requester=record.requester,
+                           policy=policy, requester_role=record.requester_role,
+                           required_roles=held_gate.get("approver_roles"))
+        except BadDecision:
+            continue
+        return member
+    return "APPROVER"
+
+
 @app.command()
 @user_errors
 def demo(workflow: str = typer.Option("support", help="Workflow whose sample tickets to run."),
@@ -124,11 +146,9 @@ def demo(workflow: str = typer.Option("support", help="Workflow whose sample tic
         if result.status == "waiting_approval":
             waiting.append((result, ticket))
     out.print(table)
+    policy, _ = runner.load_policy(wf)
     for result, ticket in waiting:
-        policy, _ = runner.load_policy(wf)
-        approver = next((m for m in (policy.approvers.get("support_lead", ()) if policy else ())
-                         if m.endswith(f"@{ticket.tenant_id}.example")), None)
-        approver = approver or (next(iter(policy.approvers.values()))[0] if policy else "APPROVER")
+        approver = _demo_approver(policy, runner.runs.get(result.run_id), ticket.tenant_id)
         out.print(f"{ticket.ticket_id} is waiting for a human decision. Approve it with:")
         out.print(f"  {command_name()} approve {result.run_id} --as {approver} "
                   "--reason \"receipt checked\"")

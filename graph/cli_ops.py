@@ -1,19 +1,25 @@
-"""Operator commands: kill switch, policy check and explain."""
+"""Operator commands: kill switch, policy check and explain, and the commands of the
+checkpoints (prune), observability (traces, report, audit) and evals (eval, gate) packages."""
 
 from __future__ import annotations
 
 import typer
 
+from checkpoints.cli import register as register_checkpoints
 from checkpoints.runs import ALL_WORKFLOWS
+from evals.cli import register as register_evals
 from graph.cli import app, home, make_runner, out, requester_default, user_errors
 from graph.errors import SignoffError
 from graph.workflows import get_workflow, workflow_names
 from observability.cli import register as register_observability
+from verifiers.explain import explain_run, render
 from verifiers.policy import PolicyError, load_policy
 
 policy_app = typer.Typer(no_args_is_help=True, help="Check and explain policies.")
 app.add_typer(policy_app, name="policy")
 register_observability(app, lambda: home().root)
+register_checkpoints(app, lambda: home().root)
+register_evals(app, lambda: home().root)
 
 
 def _scope(workflow: str | None, all_workflows: bool) -> str:
@@ -62,10 +68,12 @@ def policy_check(file: str = typer.Argument(..., help="Path to a policy TOML fil
                  workflow: str = typer.Option(None, "--workflow",
                                               help="Check tool names against this workflow "
                                                    "(default: the file's workflow).")) -> None:
-    """Validate a policy file; errors name their line.
+    """Validate a policy file; every error is printed as FILE:LINE: message.
 
     Example: signoff policy check verifiers/policies/support.toml
     """
+    if workflow is not None:
+        get_workflow(workflow)  # an unknown name is an error, not a skipped check
     try:
         policy = load_policy(file)
         name = workflow or policy.workflow
@@ -73,6 +81,35 @@ def policy_check(file: str = typer.Argument(..., help="Path to a policy TOML fil
         if known is not None:
             policy = load_policy(file, known_tools=known)
     except PolicyError as exc:
-        raise SignoffError(str(exc)) from None
-    out.print(f"{file}: ok - workflow {policy.workflow}, version {policy.version}, "
-              f"{len(policy.rules)} rules, {len(policy.allowed_tools)} tools allowed")
+        for issue in exc.issues:
+            typer.echo(f"error: {exc.format(issue)}", err=True)
+        raise typer.Exit(1) from None
+    checked = f"tools checked against workflow {name}" if known is not None else \
+        f"workflow {name} is not registered, tool names not checked"
+    typer.echo(f"{file}: ok - workflow {policy.workflow}, version {policy.version}, "
+               f"{len(policy.rules)} rules, {len(policy.allowed_tools)} tools allowed "
+               f"({checked})")
+
+
+@policy_app.command("explain")
+@user_errors
+def policy_explain(run_id: str = typer.Argument(..., help="The run id.")) -> None:
+    """Show, step by step, which rule decided each proposal of a run and why: the gate's tier,
+    rule and reason, every invariant, the second model's verdict, human decisions (identity,
+    role, policy version) and the outcome. Read from the run's checkpoints.
+
+    Example: signoff policy explain run-0123456789
+    """
+    runner = make_runner()
+    record = runner.runs.get(run_id)  # unknown id -> one-line error
+    workflow = get_workflow(record.workflow)
+    policy, _ = runner.load_policy(workflow)
+    explanation = explain_run(runner.home.checkpoints_db, run_id, policy)
+    header = [f"run {record.run_id}: workflow {record.workflow} {record.workflow_version}, "
+              f"ticket {record.ticket_id}, tenant {record.tenant_id}, "
+              f"started by {record.requester}",
+              f"policy when it started: {record.policy_version or 'none (invalid or missing)'}"
+              f"; in force now: {policy.version if policy else 'none (invalid or missing)'}",
+              f"status: {record.status}"]
+    for line in render(explanation, header):
+        typer.echo(line)

@@ -24,6 +24,7 @@ from verifiers.policy import Policy
 
 if TYPE_CHECKING:
     from checkpoints.runs import RunStore
+    from graph.extensions import Extension
 
 
 class InvariantFn(Protocol):
@@ -40,11 +41,26 @@ class PostconditionFn(Protocol):
 
 
 class Recorder(Protocol):
-    """Where nodes report what happened (see observability.recorder.Recorder)."""
+    """Where nodes report what happened (implemented by observability.recorder.Recorder).
 
-    def model_call(self, run_id: str, event_key: str, **kw: Any) -> None: ...
-    def tool_call(self, run_id: str, event_key: str, **kw: Any) -> None: ...
-    def decision(self, run_id: str, event_key: str, **kw: Any) -> None: ...
+    Every method is idempotent on `event_key`: LangGraph re-runs nodes on resume and replay.
+    """
+
+    def start_run(self, run_id: str, *, workflow: str, workflow_version: str,
+                  policy_version: str, tenant_id: str, team: str, requester: str,
+                  customer_id: str | None, ticket_id: str | None,
+                  inputs: dict[str, Any]) -> None: ...
+    def model_call(self, run_id: str, event_key: str, *, node: str, model: str,
+                   tokens_in: int, tokens_out: int, latency_s: float) -> None: ...
+    def tool_call(self, run_id: str, event_key: str, *, step: Any, tool: str,
+                  args: dict[str, Any], result: dict[str, Any] | None, error: str | None,
+                  schema_valid: bool, ok: bool, latency_s: float, mutation: bool) -> None: ...
+    def decision(self, run_id: str, event_key: str, *, step: Any, kind: str, verdict: str,
+                 rule_id: str | None, reason: str | None, data: dict[str, Any] | None = None,
+                 actor: str | None = None) -> None: ...
+    def evidence(self, run_id: str, event_key: str, *, source: str, ref: str) -> None: ...
+    def finish_run(self, run_id: str, *, outcome: str, reason: str | None) -> None: ...
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -87,6 +103,11 @@ class Workflow:
     pii_fields: frozenset[str] = frozenset()
     intake: Callable[..., SampleTicket] | None = None
     """(conn, tenant_id=, email=, subject=, body=) -> a new ticket for free-text runs."""
+    extensions: tuple[Extension, ...] = ()
+    """Extra nodes and edges for this workflow's graph (see graph.extensions)."""
+    requester_role: Callable[[sqlite3.Connection, str, SampleTicket], str | None] | None = None
+    """(domain db, requester, ticket) -> the role the run's requester holds, recorded with the
+    run when it starts; None: the requester's first role among the policy's approvers."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +133,8 @@ class RunContext:
     """Cost in USD of one model call: (model, input tokens, output tokens)."""
     faults: Any = None
     """Fault-injection hooks for crash tests (see checkpoints.faults); None in production."""
+    requester_role: str | None = None
+    """The requester's role recorded when the run started (for segregation of duties)."""
 
     def tool_ctx(self, ticket: Mapping[str, Any]) -> ToolContext:
         return ToolContext(conn=self.db, tenant_id=self.tenant_id, run_id=self.run_id,

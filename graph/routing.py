@@ -45,9 +45,9 @@ def after_approve(state: AgentState) -> Literal["execute", "gate", "fallback"]:
 def after_execute(state: AgentState) -> Literal["postcheck", "plan", "fallback"]:
     if _stopped(state):
         return "fallback"
-    call = state.get("last_call")
-    mutated = call is not None and call["error"] is None and state.get("gate", {}) is not None \
-        and (state.get("gate") or {}).get("route") == "verify"
+    call, gate = state.get("last_call"), state.get("gate")
+    mutated = call is not None and call["error"] is None and gate is not None \
+        and gate["route"] == "verify"
     return "postcheck" if mutated else "plan"
 
 

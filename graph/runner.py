@@ -7,7 +7,6 @@ run's status back to the registry. Everything lives under one data directory (SI
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 import uuid
@@ -18,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models.chat_models import BaseChatModel
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 from pydantic import ValidationError
 
-from checkpoints.runs import RunRecord, RunStore
+from checkpoints.runs import RunRecord, RunStore, new_lease_owner
 from checkpoints.saver import DURABILITY, open_checkpointer, thread_config
 from graph.approvals import check_decision
 from graph.context import Recorder, RunContext, SampleTicket, Workflow
@@ -35,6 +36,8 @@ from tools.ledger import ensure_ledger
 from verifiers.policy import Policy, PolicyError, load_policy
 
 LEASE_TTL_S = 120.0
+SHADOW_STATUS = "recommended"
+"""How a shadow run ends: at its first mutating proposal, recorded and never executed."""
 
 
 @dataclass(frozen=True)
@@ -81,14 +84,32 @@ class Runner:
     tool_faults: Any = None
     """A tools.support.FaultPlan-like object passed to the workflow's tool registry."""
     price: Callable[[str, int, int], float] | None = None
-    owner: str = field(default_factory=lambda: f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    owner: str = field(default_factory=new_lease_owner)
+    """host:pid:nonce; build the Runner in the process that drives runs (not before a fork)."""
     lease_ttl: float = LEASE_TTL_S
     policy_override: Path | None = None
     """Use this policy file instead of the workflow's (for testing a policy change)."""
+    shadow: bool = False
+    """Recommendation mode: a run stops before `execute` would run a mutating call (or where
+    it would wait for an approval) and ends as "recommended", the proposal, its gate decision
+    and verdict in `pending`. Reads still run; nothing is mutated."""
 
     def __post_init__(self) -> None:
         self.home.root.mkdir(parents=True, exist_ok=True)
         self.runs = RunStore(self.home.runs_db, clock=self.clock)
+        self._graphs: dict[str, tuple[Any, CompiledStateGraph[Any, Any, Any, Any]]] = {}
+        self._policies: dict[Path, tuple[tuple[str, bytes], Policy]] = {}
+
+    def _compiled(self, workflow: Workflow, saver: Any) -> CompiledStateGraph[Any, Any, Any, Any]:
+        """The workflow's graph, compiled once per runner, bound to this drive's checkpointer.
+
+        Compiling inspects every node's code (tens of milliseconds per run); a copy is cheap.
+        """
+        cached = self._graphs.get(workflow.name)
+        if cached is None or cached[0] is not workflow.extensions:
+            cached = (workflow.extensions, build_graph(workflow.extensions).compile())
+            self._graphs[workflow.name] = cached
+        return cached[1].copy(update={"checkpointer": saver})
 
     def close(self) -> None:
         self.runs.close()
@@ -103,11 +124,23 @@ class Runner:
         return path
 
     def load_policy(self, workflow: Workflow) -> tuple[Policy | None, str | None]:
-        path = self.policy_override or workflow.policy_path
+        """The policy in force: parsed again whenever the file's content changed."""
+        path = Path(self.policy_override or workflow.policy_path)
         try:
-            return load_policy(path, known_tools=set(workflow.tools().names())), None
+            stamp: tuple[str, bytes] | None = (workflow.name, path.read_bytes())
+        except OSError:
+            stamp = None  # load_policy reports the unreadable file
+        cached = self._policies.get(path)
+        if stamp is not None and cached is not None and cached[0] == stamp:
+            return cached[1], None
+        try:
+            policy = load_policy(path, known_tools=set(workflow.tools().names()))
         except PolicyError as exc:
+            self._policies.pop(path, None)
             return None, str(exc)
+        if stamp is not None:
+            self._policies[path] = (stamp, policy)
+        return policy, None
 
     # Entry points --------------------------------------------------------------------------
 
@@ -122,12 +155,13 @@ class Runner:
                           customer_email=ticket.customer_email, subject=ticket.subject,
                           body=ticket.body),
             started_at=self.clock(), step=0, usage=usage_delta(), evidence={})
-        self._open_domain_db(workflow).close()  # fail before anything is recorded
+        requester_role = self._requester_role(workflow, policy, requester, ticket)
         self.runs.create(run_id=run_id, workflow=workflow.name,
                          workflow_version=workflow.version, tenant_id=ticket.tenant_id,
                          ticket_id=ticket.ticket_id, customer_id=ticket.customer_id,
                          requester=requester, policy_version=policy.version if policy else None,
-                         inputs=dict(inputs), lease_owner=self.owner, lease_ttl=self.lease_ttl)
+                         inputs=dict(inputs), lease_owner=self.owner, lease_ttl=self.lease_ttl,
+                         requester_role=requester_role)
         try:
             return self._drive(self.runs.get(run_id), workflow, inputs)
         finally:
@@ -154,7 +188,7 @@ class Runner:
             if record.status == "waiting_approval":
                 raise NotWaiting(f"run {run_id} is waiting for a human decision; use "
                                  f"`signoff approve|reject|edit {run_id}`")
-            if record.terminal:
+            if record.terminal or record.status == SHADOW_STATUS:
                 raise NotWaiting(f"run {run_id} already ended: {record.status}")
             workflow = get_workflow(record.workflow)
             with open_checkpointer(self.home.checkpoints_db) as saver:
@@ -172,7 +206,10 @@ class Runner:
             policy, policy_error = self.load_policy(workflow)
             if policy is None:
                 raise BadDecision(f"cannot accept a decision: {policy_error}")
-            decision, _ = check_decision(payload, requester=record.requester, policy=policy)
+            held_gate = (record.pending or {}).get("gate") or {}
+            decision, _ = check_decision(payload, requester=record.requester, policy=policy,
+                                         requester_role=record.requester_role,
+                                         required_roles=held_gate.get("approver_roles"))
             if decision.action == "edit":
                 # An edit names the arguments it changes; the rest stay as held.
                 held = (record.pending or {}).get("proposal") or {}
@@ -212,6 +249,18 @@ class Runner:
             raise SignoffError(f"cannot open the {workflow.name} database: {message}") from None
         return conn
 
+    def _requester_role(self, workflow: Workflow, policy: Policy | None, requester: str,
+                        ticket: SampleTicket) -> str | None:
+        """The role recorded with the run (opening the domain db also checks it is usable)."""
+        db = self._open_domain_db(workflow)
+        try:
+            if workflow.requester_role is not None:
+                return workflow.requester_role(db, requester, ticket)
+        finally:
+            db.close()
+        roles = policy.roles_of(requester) if policy else []
+        return roles[0] if roles else None
+
     def _models(self, workflow: Workflow) -> tuple[BaseChatModel, BaseChatModel]:
         try:
             return (make_chat_model(self.planner_settings, workflow.planner()),
@@ -231,7 +280,7 @@ class Runner:
                 policy_error=policy_error, planner=planner, checker=checker, db=db,
                 runs=self.runs, recorder=recorder, clock=self.clock, sleep=self.sleep,
                 price=self.price or (lambda model, tokens_in, tokens_out: 0.0),
-                faults=self.faults)
+                faults=self.faults, requester_role=record.requester_role)
             if recorder is not None and isinstance(payload, dict):
                 start = getattr(recorder, "start_run", None)
                 if start is not None:
@@ -241,16 +290,39 @@ class Runner:
                           tenant_id=record.tenant_id, team=workflow.team,
                           requester=record.requester, customer_id=record.customer_id,
                           ticket_id=record.ticket_id, inputs=payload.get("ticket", {}))
-            self.runs.set_status(record.run_id, "running")
-            with open_checkpointer(self.home.checkpoints_db) as saver:
-                graph = build_graph().compile(checkpointer=saver)
+            if record.status != "running" or record.reason or record.pending:
+                self.runs.set_status(record.run_id, "running")  # a fresh run already is
+            saver_factory = getattr(self.faults, "saver_factory", None) or SqliteSaver
+            with open_checkpointer(self.home.checkpoints_db, saver_factory=saver_factory) as saver:
+                graph = self._compiled(workflow, saver)
                 config = thread_config(record.run_id)
-                for _ in graph.stream(payload, config, context=ctx,  # type: ignore[arg-type]
-                                      durability=DURABILITY, stream_mode="updates"):
-                    self.runs.renew_lease(record.run_id, self.owner, self.lease_ttl)
-                snapshot = graph.get_state(config)  # type: ignore[arg-type]
+                renewed = self.clock()
+                held = ""
+                breakpoints = ["execute"] if self.shadow else None
+                while True:
+                    for _ in graph.stream(payload, config,  # type: ignore[call-overload]
+                                          context=ctx, durability=DURABILITY,
+                                          stream_mode="updates", interrupt_before=breakpoints):
+                        # Renewing is a committed write; once a quarter of the TTL is plenty.
+                        if self.clock() - renewed >= self.lease_ttl / 4:
+                            self.runs.renew_lease(record.run_id, self.owner, self.lease_ttl)
+                            renewed = self.clock()
+                    snapshot = graph.get_state(config)  # type: ignore[arg-type]
+                    # Shadow mode breaks before execute, the only node that mutates: reads go on.
+                    held = (snapshot.values.get("proposal") or {}).get("tool", "")
+                    spec = ctx.registry.get(held)
+                    if snapshot.next != ("execute",) or spec is None or spec.mutates:
+                        break
+                    payload = None
             values = snapshot.values
-            if snapshot.interrupts:
+            reason: str | None
+            if self.shadow and (snapshot.interrupts or snapshot.next == ("execute",)):
+                status, pending = SHADOW_STATUS, {k: values.get(k)
+                                                  for k in ("proposal", "gate", "verdict")}
+                gate = pending.get("gate") or {}
+                reason = (f"shadow: recommends {held} ({gate.get('tier')} by "
+                          f"{gate.get('rule_id')}); not executed")
+            elif snapshot.interrupts:
                 status, reason = "waiting_approval", "waiting for a human decision"
                 pending = snapshot.interrupts[0].value
                 gate = pending.get("gate") or {}

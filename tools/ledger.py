@@ -76,7 +76,7 @@ def commit_once(conn: sqlite3.Connection, *, key: str, run_id: str, step: int, t
         conn.rollback()  # never build on a transaction someone else left open
     conn.execute("BEGIN IMMEDIATE")
     try:
-        conn.execute(LEDGER_SCHEMA)  # a no-op once the table exists; keeps the ledger self-contained
+        conn.execute(LEDGER_SCHEMA)  # a no-op once it exists; keeps the ledger self-contained
         previous = recorded(conn, key)
         if previous is not None:
             conn.rollback()

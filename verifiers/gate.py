@@ -42,6 +42,8 @@ class GateDecision(TypedDict):
     policy_version: str
     policy_digest: NotRequired[str]
     errors: NotRequired[list[str]]
+    approver_roles: NotRequired[list[str]]
+    """For a held (yellow) call: the roles that may approve it; absent means any role."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,9 @@ def _evaluate(req: GateRequest, version: str) -> GateDecision:
             return GateDecision(route="block", tier="red", rule_id=rule.id, reason=rule.reason,
                                 policy_version=version)
         route: GateRoute = "execute" if rule.tier == "green" and not spec.mutates else "verify"
-        return GateDecision(route=route, tier=rule.tier, rule_id=rule.id, reason=rule.reason,
-                            policy_version=version)
+        decision = GateDecision(route=route, tier=rule.tier, rule_id=rule.id, reason=rule.reason,
+                                policy_version=version)
+        if rule.tier == "yellow" and rule.approver_roles:
+            decision["approver_roles"] = list(rule.approver_roles)
+        return decision
     return _block("policy.no_rule", f"no policy rule covers {req.tool}", version)

@@ -13,7 +13,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -23,26 +23,48 @@ Tier = Literal["green", "yellow", "red"]
 CONDITION_NAMES = frozenset({"args", "customer", "ticket", "usage", "tool"})
 
 
-class PolicyError(ValueError):
-    """The policy file is missing or invalid; `line` is set when it can be located."""
+@dataclass(frozen=True)
+class PolicyIssue:
+    """One problem in a policy file."""
 
-    def __init__(self, message: str, *, path: str | None = None, line: int | None = None) -> None:
-        where = f"{path}:{line}: " if path and line else (f"{path}: " if path else "")
-        super().__init__(f"{where}{message}")
-        self.line = line
+    line: int | None
+    """1-based line in the file, when the problem can be located."""
+    message: str
+
+
+class PolicyError(ValueError):
+    """The policy file is missing or invalid. `issues` lists every problem found, each with
+    its line where it can be located; the message is the first one."""
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
+                 issues: list[PolicyIssue] | None = None) -> None:
+        self.path = path
+        self.issues = issues or [PolicyIssue(line, message)]
+        first = self.issues[0]
+        more = f" (and {len(self.issues) - 1} more)" if len(self.issues) > 1 else ""
+        super().__init__(self.format(first) + more)
+        self.line = first.line
+
+    def format(self, issue: PolicyIssue) -> str:
+        """`path:line: message`, as compilers and linters print it."""
+        if self.path and issue.line:
+            return f"{self.path}:{issue.line}: {issue.message}"
+        return f"{self.path}: {issue.message}" if self.path else issue.message
 
 
 class _RuleModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     id: str = Field(pattern=r"^[a-z0-9_.-]+$")
-    tools: list[str] = Field(default_factory=lambda: ["*"])
+    tools: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
     when: str | None = None
     tier: Tier
     reason: str = Field(min_length=1)
+    approvers: list[str] | None = Field(default=None, min_length=1)
 
 
 class _BudgetsModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: TOML's `true` must not pass for a count of 1
+    model_config = ConfigDict(extra="forbid", strict=True)
     model_calls: int = Field(gt=0)
     tokens: int = Field(gt=0)
     tool_calls: int = Field(gt=0)
@@ -51,14 +73,20 @@ class _BudgetsModel(BaseModel):
     money_usd: float = Field(ge=0)
 
 
+class _ApprovalModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    distinct_from_requester_role: bool = False
+
+
 class _PolicyModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     workflow: str = Field(min_length=1)
     version: str = Field(min_length=1)
     allowed_tools: list[str] = Field(min_length=1)
     budgets: _BudgetsModel
-    approvers: dict[str, list[str]] = Field(min_length=1)
+    approvers: dict[str, list[Annotated[str, Field(min_length=1)]]] = Field(min_length=1)
     rules: list[_RuleModel] = Field(min_length=1)
+    approval: _ApprovalModel = Field(default_factory=_ApprovalModel)
 
 
 @dataclass(frozen=True)
@@ -77,6 +105,9 @@ class Rule:
     """Why, in words an operator reads."""
     line: int | None = None
     """Line of the rule in its file, for `policy check` and `policy explain`."""
+    approver_roles: tuple[str, ...] = ()
+    """For a yellow rule: the roles whose members may approve what it holds (empty: any
+    approver role in the policy)."""
 
     def applies_to(self, tool: str) -> bool:
         return "*" in self.tools or tool in self.tools
@@ -109,20 +140,75 @@ class Policy:
     """Where it was loaded from."""
     digest: str = field(default="")
     """sha256 of the file's bytes: an approval records it, and a change forces a re-gate."""
+    distinct_from_requester_role: bool = False
+    """`[approval] distinct_from_requester_role`: an approver must act in a role other than
+    the one the run's requester holds (segregation of duties)."""
 
     def roles_of(self, identity: str) -> list[str]:
-        return [role for role, members in self.approvers.items() if identity in members]
+        """The approver roles `identity` holds (matched case-insensitively), in file order."""
+        who = identity.strip().lower()
+        return [role for role, members in self.approvers.items()
+                if who in (m.strip().lower() for m in members)]
+
+    def rule(self, rule_id: str) -> Rule | None:
+        return next((r for r in self.rules if r.id == rule_id), None)
 
 
-def _line_of(text: str, needle: str) -> int | None:
-    for number, line in enumerate(text.splitlines(), start=1):
-        if needle in line:
-            return number
-    return None
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\" ]+?)\s*\]\]?\s*(?:#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+(?:\s*\.\s*[A-Za-z0-9_\-]+)*)\s*=")
 
 
-def parse_policy(text: str, *, source: str = "<policy>", known_tools: set[str] | None = None) -> Policy:
-    """Parse and validate policy text; raises PolicyError naming the line where possible."""
+def key_lines(text: str) -> dict[tuple[str | int, ...], int]:
+    """Where each table and key of a TOML document starts: path -> 1-based line.
+
+    Paths look like pydantic error locations: ("budgets", "tokens"), ("rules", 2, "tier").
+    A light line scanner, enough to point at a problem: keys inside multi-line strings or
+    arrays are skipped because only the line that opens a value is looked at.
+    """
+    lines: dict[tuple[str | int, ...], int] = {(): 1}
+    table: tuple[str | int, ...] = ()
+    counts: dict[tuple[str | int, ...], int] = {}
+    open_brackets, in_multiline = 0, False
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if in_multiline:
+            in_multiline = raw.count('"""') % 2 == 0 and raw.count("'''") % 2 == 0
+            continue
+        if open_brackets > 0:
+            open_brackets += raw.count("[") - raw.count("]")
+            continue
+        header = _HEADER.match(raw)
+        if header:
+            names = tuple(part.strip().strip('"') for part in header.group(2).split("."))
+            if header.group(1) == "[[":
+                index = counts.get(names, 0)
+                counts[names] = index + 1
+                table = (*names, index)
+            else:
+                table = names
+            lines.setdefault(table, number)
+            continue
+        key = _KEY.match(raw)
+        if key:
+            path = (*table, *(part.strip() for part in key.group(1).split(".")))
+            lines.setdefault(path, number)
+            value = raw[key.end():]
+            in_multiline = value.count('"""') % 2 == 1 or value.count("'''") % 2 == 1
+            open_brackets = max(0, value.split("#")[0].count("[") - value.split("#")[0].count("]"))
+    return lines
+
+
+def _locate(lines: dict[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -> int:
+    """The line of `loc`, or of its nearest enclosing table or key that has one."""
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return 1
+
+
+def parse_policy(text: str, *, source: str = "<policy>",
+                 known_tools: set[str] | None = None) -> Policy:
+    """Parse and validate policy text; raises PolicyError listing every problem, each with
+    its line."""
 
     try:
         raw: dict[str, Any] = tomllib.loads(text)
@@ -130,42 +216,62 @@ def parse_policy(text: str, *, source: str = "<policy>", known_tools: set[str] |
         match = re.search(r"line (\d+)", str(exc))
         raise PolicyError(f"invalid TOML: {exc}", path=source,
                           line=int(match.group(1)) if match else None) from None
+    lines = key_lines(text)
     try:
         model = _PolicyModel.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = [str(p) for p in first["loc"]]
-        line = None
-        if loc and loc[0] == "rules" and len(loc) > 1 and loc[1].isdigit():
-            rule_ids = [r.get("id", "") for r in raw.get("rules", [])]
-            index = int(loc[1])
-            if index < len(rule_ids) and rule_ids[index]:
-                line = _line_of(text, f'"{rule_ids[index]}"')
-        elif loc:
-            line = _line_of(text, loc[-1] if not loc[-1].isdigit() else loc[0])
-        raise PolicyError(f"{'.'.join(loc)}: {first['msg']}", path=source, line=line) from None
+        issues = []
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            where = ".".join(str(p) for p in loc) or "(top level)"
+            if error["type"] == "missing":
+                message = f"{where}: required key is missing"
+            else:
+                message = f"{where}: {error['msg']}"
+            issues.append(PolicyIssue(_locate(lines, loc), message))
+        raise PolicyError(issues[0].message, path=source, issues=issues) from None
 
+    issues = []
     rules: list[Rule] = []
-    seen: set[str] = set()
-    for rule in model.rules:
-        line = _line_of(text, f'"{rule.id}"')
+    seen: dict[str, int] = {}
+    for index, rule in enumerate(model.rules):
+        line = _locate(lines, ("rules", index))
         if rule.id in seen:
-            raise PolicyError(f"duplicate rule id {rule.id!r}", path=source, line=line)
-        seen.add(rule.id)
+            issues.append(PolicyIssue(line, f"duplicate rule id {rule.id!r} (first defined on "
+                                            f"line {seen[rule.id]})"))
+        seen.setdefault(rule.id, line)
         for tool in rule.tools:
             if tool != "*" and tool not in model.allowed_tools:
-                raise PolicyError(f"rule {rule.id!r} names tool {tool!r} that is not in "
-                                  "allowed_tools", path=source, line=line)
-        try:
-            condition = Condition(rule.when, CONDITION_NAMES) if rule.when else None
-        except ExprError as exc:
-            raise PolicyError(f"rule {rule.id!r}: {exc}", path=source, line=line) from None
-        rules.append(Rule(rule.id, tuple(rule.tools), condition, rule.tier, rule.reason, line))
+                issues.append(PolicyIssue(_locate(lines, ("rules", index, "tools")),
+                                          f"rule {rule.id!r} names tool {tool!r} that is not "
+                                          "in allowed_tools"))
+        for role in rule.approvers or ():
+            if role not in model.approvers:
+                issues.append(PolicyIssue(_locate(lines, ("rules", index, "approvers")),
+                                          f"rule {rule.id!r} names approver role {role!r} "
+                                          "that [approvers] does not define"))
+        if rule.approvers and rule.tier != "yellow":
+            issues.append(PolicyIssue(_locate(lines, ("rules", index, "approvers")),
+                                      f"rule {rule.id!r}: approvers only apply to yellow "
+                                      "rules"))
+        condition = None
+        if rule.when:
+            try:
+                condition = Condition(rule.when, CONDITION_NAMES)
+            except ExprError as exc:
+                issues.append(PolicyIssue(_locate(lines, ("rules", index, "when")),
+                                          f"rule {rule.id!r}: {exc}"))
+        rules.append(Rule(rule.id, tuple(rule.tools), condition, rule.tier, rule.reason, line,
+                          tuple(rule.approvers or ())))
     if known_tools is not None:
         unknown = sorted(set(model.allowed_tools) - known_tools)
         if unknown:
-            raise PolicyError(f"allowed_tools names unknown tools: {', '.join(unknown)}",
-                              path=source, line=_line_of(text, "allowed_tools"))
+            issues.append(PolicyIssue(_locate(lines, ("allowed_tools",)),
+                                      f"allowed_tools names tools the workflow does not have: "
+                                      f"{', '.join(unknown)}"))
+    if issues:
+        issues.sort(key=lambda i: i.line or 0)
+        raise PolicyError(issues[0].message, path=source, issues=issues)
     return Policy(
         workflow=model.workflow,
         version=model.version,
@@ -175,6 +281,7 @@ def parse_policy(text: str, *, source: str = "<policy>", known_tools: set[str] |
         rules=tuple(rules),
         source=source,
         digest=hashlib.sha256(text.encode()).hexdigest(),
+        distinct_from_requester_role=model.approval.distinct_from_requester_role,
     )
 
 

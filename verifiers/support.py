@@ -138,7 +138,8 @@ class SupportChecker(ScriptedChatModel):
         evidence = extract_block(messages, EVIDENCE_MARK) or []
         proposal = extract_block(messages, PROPOSAL_MARK) or {}
         ok, reason = self.judge(ticket, evidence, proposal.get("tool", ""),
-                                proposal.get("args") or {})
+                                proposal.get("args") or {},
+                                origin=proposal.get("origin") or "model")
         name = tools[0]["function"]["name"] if tools else "ArgumentVerdict"
         return AIMessage(content="", tool_calls=[{
             "name": name, "args": {"verdict": "pass" if ok else "fail", "reason": reason},
@@ -146,7 +147,9 @@ class SupportChecker(ScriptedChatModel):
 
     @staticmethod
     def judge(ticket: dict[str, Any], evidence: list[dict[str, Any]], tool: str,
-              args: dict[str, Any]) -> Check:
+              args: dict[str, Any], origin: str = "model") -> Check:
+        """Pass only a call the ticket and the evidence justify. For a human edit, an amount
+        below what the customer asked is the approver's call (a partial refund)."""
         def latest(name: str, **match: Any) -> dict[str, Any] | None:
             for e in reversed(evidence):
                 if e["tool"] == name and e.get("result") is not None and all(
@@ -178,10 +181,14 @@ class SupportChecker(ScriptedChatModel):
                 1, len(order.get("payments", []))):
             return False, f"the amount exceeds what was paid for order {order_id}"
         stated = cents_in(text)
-        if stated and amount not in stated:
+        partial = origin == "human_edit" and stated and amount < max(stated)
+        if stated and amount not in stated and not partial:
             return False, f"the customer asked for {', '.join(map(_money, stated))}, " \
                           f"not {_money(amount)}"
         if amount > order["refundable_cents"]:
             return False, (f"the amount {_money(amount)} is more than the "
                            f"{_money(order['refundable_cents'])} still refundable")
+        if partial:
+            return True, (f"order {order_id} matches; {_money(amount)} is an approver's partial "
+                          f"refund of the {_money(max(stated))} asked for")
         return True, f"order {order_id} and {_money(amount)} match the ticket and the evidence"

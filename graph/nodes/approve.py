@@ -25,7 +25,9 @@ def approve(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     proposal, held_gate = state.get("proposal"), state.get("gate")
     assert proposal is not None and held_gate is not None
     try:
-        decision, role = check_decision(payload, requester=ctx.requester, policy=ctx.policy)
+        decision, role = check_decision(payload, requester=ctx.requester, policy=ctx.policy,
+                                        requester_role=ctx.requester_role,
+                                        required_roles=held_gate.get("approver_roles"))
     except BadDecision as exc:
         return {"outcome": "blocked", "reason": f"approval refused: {exc}"}
     assert ctx.policy is not None
@@ -36,7 +38,7 @@ def approve(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         ctx.recorder.decision(
             state["run_id"], f"approval:{state['step']}:{proposal['call_id']}:{proposal['origin']}",
             step=state["step"], kind="approval", verdict=decision.action, rule_id=f"role:{role}",
-            reason=decision.reason or decision.action,
+            reason=decision.reason or decision.action, actor=decision.by,
             data={"by": decision.by, "role": role, "tool": proposal["tool"],
                   "args": decision.args if decision.action == "edit" else proposal["args"],
                   "policy_version": ctx.policy.version})

@@ -58,16 +58,21 @@ def execute(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     budget = ctx.policy.budgets.retries if ctx.policy else 0
     retries_left = max(0, budget - state["usage"]["retries"])
     attempts, result, error, replayed, exhausted = 0, None, None, False, False
+    # Crash-test seams (checkpoints.faults): kill points just before and just after COMMIT.
+    before_hook = getattr(ctx.faults, "before_commit", None)
+    after_hook = getattr(ctx.faults, "after_commit", None)
     started = time.perf_counter()
     while True:
         try:
             if spec.mutates:
-                hook = ctx.faults.before_commit if ctx.faults else None
                 outcome = commit_once(
                     ctx.db, key=key, run_id=run_id, step=step, tool=tool, args=args,
                     apply=lambda: spec.run(tool_ctx, parsed), clock=ctx.clock,
-                    before_commit=(lambda: hook(run_id, step, tool)) if hook else None)
+                    before_commit=(lambda: before_hook(run_id, step, tool))
+                    if before_hook else None)
                 result, replayed = outcome.result, outcome.replayed
+                if after_hook is not None:
+                    after_hook(run_id, step, tool)
             else:
                 result = spec.run(tool_ctx, parsed).model_dump(mode="json")
             break

@@ -27,6 +27,24 @@ def planner_messages(state: AgentState, ctx: RunContext) -> list[Any]:
     ]
 
 
+INT64 = 2**63
+
+
+def _storable(value: Any) -> bool:
+    """Whether the checkpointer can store these model-written arguments. JSON allows integers
+    of any size, msgpack does not: such arguments are treated as invalid JSON (the gate then
+    blocks them) rather than crashing the run when its state is saved."""
+    if isinstance(value, bool) or value is None or isinstance(value, str | float):
+        return True
+    if isinstance(value, int):
+        return -INT64 <= value < INT64
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _storable(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_storable(v) for v in value)
+    return False
+
+
 def plan(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ctx = runtime.context
     step = state["step"] + 1
@@ -39,8 +57,9 @@ def plan(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
                 "outcome": "failed", "reason": f"planner model failed: {exc}"}
     latency = time.perf_counter() - started
     assert isinstance(reply, AIMessage)
-    meta = reply.usage_metadata or {}
-    tokens_in, tokens_out = meta.get("input_tokens", 0), meta.get("output_tokens", 0)
+    meta = reply.usage_metadata
+    tokens_in = meta["input_tokens"] if meta else 0
+    tokens_out = meta["output_tokens"] if meta else 0
     name = model_name_of(ctx.planner)
     cost = ctx.price(name, tokens_in, tokens_out)
     if ctx.recorder is not None:
@@ -53,8 +72,9 @@ def plan(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     proposal: Proposal | None = None
     if reply.tool_calls:
         call = reply.tool_calls[0]
+        args = dict(call["args"])
         proposal = Proposal(call_id=call.get("id") or f"call-{step}", tool=call["name"],
-                            args=dict(call["args"]), origin="model")
+                            args=args if _storable(args) else None, origin="model")
     elif reply.invalid_tool_calls:
         bad = reply.invalid_tool_calls[0]
         proposal = Proposal(call_id=bad.get("id") or f"call-{step}", tool=bad.get("name") or "",

@@ -5,6 +5,7 @@ Either failing blocks the action. Both verdicts are stored in state and reported
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -42,7 +43,8 @@ def verify(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     evidence = [{"tool": e["tool"], "args": e["args"], "result": e["result"],
                  "error": e["error"]} for e in state["evidence"].values()]
     name = model_name_of(ctx.checker)
-    check = check_arguments(ctx.checker, name, state["ticket"], evidence, tool, normalized)
+    check = check_arguments(ctx.checker, name, state["ticket"], evidence, tool, normalized,
+                            origin=proposal["origin"])
     model_check = RuleCheck(rule_id=f"model_check:{name}", ok=check.ok, reason=check.reason)
     failed = [c for c in invariants if not c["ok"]] + ([] if check.ok else [model_check])
     reason = "; ".join(f"{c['rule_id']}: {c['reason']}" for c in failed) or "all checks passed"
@@ -50,6 +52,11 @@ def verify(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
 
     key = f"{state['step']}:{proposal['call_id']}:{proposal['origin']}"
     if ctx.recorder is not None:
+        for ref, entry in state["evidence"].items():  # what the verdict relied on
+            # Event keys are stored as they are: hash the reference, which may hold PII.
+            digest = hashlib.sha256(ref.encode()).hexdigest()[:16]
+            ctx.recorder.evidence(state["run_id"], f"evidence:{key}:{digest}",
+                                  source=entry["tool"], ref=ref)
         ctx.recorder.model_call(state["run_id"], f"verify-model:{key}", node="verify", model=name,
                                 tokens_in=check.tokens_in, tokens_out=check.tokens_out,
                                 latency_s=check.latency_s)

@@ -1,0 +1,68 @@
+"""CLI commands over the checkpoint store: `signoff prune`."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from checkpoints.prune import PruneResult, parse_duration, prune_finished
+from graph.errors import SignoffError
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n:.1f} GB"
+
+
+def describe(result: PruneResult, older_than: str) -> str:
+    """One line saying what a prune did."""
+    runs = len(result.run_ids)
+    if result.dry_run:
+        return (f"would prune {runs} finished run(s) older than {older_than} "
+                f"({result.checkpoints} checkpoints, {result.writes} writes); nothing deleted")
+    if not runs:
+        return f"nothing to prune: no finished run older than {older_than} has checkpoints"
+    return (f"pruned {runs} finished run(s) older than {older_than}: {result.checkpoints} "
+            f"checkpoints, {result.writes} writes; checkpoints.db {_size(result.bytes_before)}"
+            f" -> {_size(result.bytes_after)}")
+
+
+def register(app: typer.Typer, home: Callable[[], Path]) -> None:
+    """Add `prune` to `app`; `home` returns the data directory and is called per command."""
+
+    @app.command("prune")
+    def prune(
+        older_than: Annotated[str, typer.Option(
+            "--older-than", help="Age of a finished run, e.g. 7d, 12h, 30m, 45s, 2w.")],
+        dry_run: Annotated[bool, typer.Option(
+            "--dry-run", help="Count what would be deleted; delete nothing.")] = False,
+    ) -> None:
+        """Delete the checkpoints of runs that finished more than DURATION ago and reclaim the
+        space. Waiting and running runs are never touched; run history, traces and the audit
+        log are kept.
+
+        Example: signoff prune --older-than 7d
+        """
+        try:
+            seconds = parse_duration(older_than)
+        except ValueError as exc:
+            _fail(f"--older-than: {exc}", code=2)
+        try:
+            result = prune_finished(home(), seconds, dry_run=dry_run)
+        except SignoffError as exc:
+            _fail(str(exc))
+        except sqlite3.DatabaseError as exc:
+            _fail(f"database error: {exc} (is SIGNOFF_HOME pointing at signoff's data?)")
+        typer.echo(describe(result, older_than.strip()))

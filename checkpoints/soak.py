@@ -1,0 +1,428 @@
+"""The crash harness: kill the sample workflow at many points, recover, and count the damage.
+
+How it works:
+1. For each scenario (a sample ticket, and the decision a human makes if the run waits) a
+   template data directory is built once, and the scenario is run to its end without faults
+   to measure what a correct run leaves behind (its outcome and its mutation rows) and how many
+   kill points its first action passes.
+2. A kill plan names a scenario and, for the first action and each recovery action after it,
+   the kill point to die at. Each action runs in a child forked from an already-imported
+   process; the child builds its own Runner (so its lease names its own pid) and, at the chosen
+   hook hit, writes the point's label to a pipe and SIGKILLs itself.
+3. After each kill the parent of the child reaps it, reads the run registry and recovers the
+   way an operator would: `resume` while the run is `running`, the human's decision again if it
+   is waiting (counted as re-asked when the decision had not been saved yet, as a lost approval
+   when it had), until the run is terminal.
+4. It then counts refunds, notes, escalations and ledger rows of the run against the measured
+   reference: a row too many is a duplicate mutation, a row too few a lost one.
+
+`python -m checkpoints.soak --kills 1000` runs every single kill point of every scenario and
+then random multi-kill plans (a crash during the recovery of a crash) until N kills happened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import random
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from checkpoints.faults import CrashFaults, point_kind
+from checkpoints.runs import RunStore
+from graph.runner import Home, Runner
+
+REQUESTER = "agent-ops@acme.example"
+APPROVER = "lead@acme.example"
+MUTATION_TABLES = ("refunds", "ticket_notes", "escalations", "mutation_ledger")
+MAX_ACTIONS = 12
+"""Recovery actions per plan before a run that never ends counts as not terminal."""
+
+Action = Literal["start", "decide", "resume"]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A sample ticket driven through one action that the harness kills."""
+
+    name: str
+    ticket_id: str
+    kill_in: Literal["start", "decide"]
+    """The action whose kill points are enumerated; "decide" starts from a waiting run."""
+    decision: dict[str, Any] | None = None
+    """What the human decides when the run waits."""
+
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
+    Scenario("refund", "TKT-1001", "start"),
+    Scenario("approve", "TKT-1002", "decide",
+             {"action": "approve", "by": APPROVER, "reason": "receipt checked"}),
+    Scenario("to-approval", "TKT-1002", "start",
+             {"action": "approve", "by": APPROVER, "reason": "receipt checked"}),
+    Scenario("edit", "TKT-1002", "decide",
+             {"action": "edit", "by": APPROVER, "reason": "partial refund",
+              "args": {"amount_cents": 4500}}),
+    Scenario("reject", "TKT-1002", "decide",
+             {"action": "reject", "by": APPROVER, "reason": "no receipt"}),
+    Scenario("status-note", "TKT-1005", "start"),
+    Scenario("duplicate-charge", "TKT-1004", "start"),
+    Scenario("globex", "TKT-2001", "start",
+             {"action": "approve", "by": "lead@globex.example", "reason": "ok"}),
+)}
+
+
+@dataclass(frozen=True)
+class Template:
+    """A scenario's prepared data directory and the reference a correct run leaves."""
+
+    scenario: Scenario
+    home: Path
+    run_id: str | None
+    """Set for "decide" scenarios, whose template holds the waiting run."""
+    points: tuple[str, ...]
+    """Labels of the kill points the killed action passes, in order."""
+    outcome: str
+    rows: dict[str, int]
+    """Rows per mutation table the run wrote."""
+
+
+@dataclass(frozen=True)
+class KillPlan:
+    scenario: str
+    kills: tuple[int, ...]
+    """Hook hit to die at, for the first action and then each recovery action."""
+
+
+@dataclass
+class PlanReport:
+    """What happened to one kill plan."""
+
+    plan: KillPlan
+    killed_at: list[str] = field(default_factory=list)
+    resumes: int = 0
+    reasked: int = 0
+    """Decisions asked again because the process died before the decision was saved."""
+    lost_approvals: int = 0
+    """Decisions asked again although they had been saved."""
+    duplicates: int = 0
+    missing: int = 0
+    outcome: str = ""
+    terminal: bool = False
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return (self.terminal and not self.duplicates and not self.missing
+                and not self.lost_approvals and not self.errors)
+
+
+# Running one action in a child --------------------------------------------------------------
+
+def _ticket(ticket_id: str) -> Any:
+    from graph.workflows import get_workflow
+
+    return {t.ticket_id: t for t in get_workflow("support").sample_tickets()}[ticket_id]
+
+
+def run_action(home: Path, scenario: Scenario, action: Action, run_id: str | None,
+               kill_at: int | None = None, faults: CrashFaults | None = None) -> str:
+    """Do one action in this process; returns the run's status afterwards."""
+    runner = Runner(Home(home), faults=faults or CrashFaults(kill_at))
+    try:
+        if action == "start":
+            return runner.start("support", _ticket(scenario.ticket_id),
+                                requester=REQUESTER).status
+        assert run_id is not None
+        if action == "decide":
+            assert scenario.decision is not None
+            return runner.decide(run_id, scenario.decision).status
+        return runner.resume(run_id).status
+    finally:
+        runner.close()
+
+
+def forked_action(home: Path, scenario: Scenario, action: Action, run_id: str | None,
+                  kill_at: int | None) -> tuple[str, str, bool]:
+    """Run `action` in a forked child; returns ("killed", label, decision_saved),
+    ("done", status, False) or ("error", message, False)."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never return into the caller's stack
+        os.close(read_fd)
+        code = 0
+        try:
+            status = run_action(home, scenario, action, run_id,
+                                faults=CrashFaults(kill_at, report_fd=write_fd))
+            os.write(write_fd, f"done\t{status}\n".encode())
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, then exit
+            message = " ".join(f"{type(exc).__name__}: {exc}".split())
+            os.write(write_fd, f"error\t{message}\n".encode())
+            code = 1
+        os._exit(code)
+    os.close(write_fd)
+    chunks = []
+    while chunk := os.read(read_fd, 65536):
+        chunks.append(chunk)
+    os.close(read_fd)
+    _, wait_status = os.waitpid(pid, 0)  # reap it: a zombie's pid still looks alive
+    line = b"".join(chunks).decode().strip()
+    if os.WIFSIGNALED(wait_status):
+        label, _, saved = line.partition("\t")
+        return "killed", label or "unknown", saved == "1"
+    kind, _, detail = line.partition("\t")
+    return (kind or "error"), (detail or f"child exited {wait_status}"), False
+
+
+# Checking a run against its reference --------------------------------------------------------
+
+def mutation_rows(home: Path, run_id: str) -> dict[str, int]:
+    conn = sqlite3.connect(home / "support.db")
+    try:
+        return {table: conn.execute(f"SELECT COUNT(*) FROM {table} WHERE run_id = ?",
+                                    (run_id,)).fetchone()[0]
+                for table in MUTATION_TABLES}
+    finally:
+        conn.close()
+
+
+def only_run_id(home: Path) -> str | None:
+    conn = sqlite3.connect(home / "control.db")
+    try:
+        ids = [r[0] for r in conn.execute("SELECT run_id FROM runs")]
+    finally:
+        conn.close()
+    if len(ids) > 1:
+        raise RuntimeError(f"{home} holds {len(ids)} runs; a template holds one")
+    return ids[0] if ids else None
+
+
+def execute_plan(template: Template, plan: KillPlan, workdir: Path) -> PlanReport:
+    """Copy the template, run the plan's actions with their kills, recover, and check."""
+    report = PlanReport(plan)
+    scenario = template.scenario
+    home = Path(tempfile.mkdtemp(prefix=f"{scenario.name}-", dir=workdir))
+    shutil.rmtree(home)
+    shutil.copytree(template.home, home)
+    try:
+        action: Action = scenario.kill_in
+        run_id = template.run_id
+        in_flight = saved_before_kill = False  # a decision sent by a process that died
+        for attempt in range(MAX_ACTIONS):
+            kill_at = plan.kills[attempt] if attempt < len(plan.kills) else None
+            result, detail, saved = forked_action(home, scenario, action, run_id, kill_at)
+            if result == "error":
+                report.errors.append(f"{action}: {detail}")
+                break
+            if result == "killed":
+                report.killed_at.append(detail)
+                in_flight = in_flight or action == "decide"
+                saved_before_kill = saved_before_kill or saved
+            elif action == "decide":
+                in_flight = saved_before_kill = False
+            run_id = run_id or only_run_id(home)
+            if run_id is None:  # died before the run was registered: start it again
+                action = "start"
+                continue
+            store = RunStore(home / "control.db")
+            try:
+                record = store.get(run_id)
+            finally:
+                store.close()
+            if record.terminal:
+                report.terminal, report.outcome = True, record.status
+                break
+            if record.status != "waiting_approval":
+                report.resumes += 1
+                action = "resume"
+                continue
+            if scenario.decision is None:
+                report.errors.append("the run waits for a decision the scenario does not make")
+                break
+            if in_flight:  # the human's command died; the run asks for the decision again
+                if saved_before_kill:
+                    report.lost_approvals += 1
+                else:
+                    report.reasked += 1
+            in_flight = saved_before_kill = False
+            action = "decide"
+        if run_id is not None:
+            rows = mutation_rows(home, run_id)
+            for table, want in template.rows.items():
+                got = rows.get(table, 0)
+                report.duplicates += max(0, got - want)
+                report.missing += max(0, want - got)
+        if report.terminal and report.outcome != template.outcome:
+            report.errors.append(f"ended {report.outcome}, a run without faults ends "
+                                 f"{template.outcome}")
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    return report
+
+
+# Templates and references --------------------------------------------------------------------
+
+def prepare_templates(workdir: Path, names: Iterable[str]) -> dict[str, Template]:
+    """Build each scenario's template data directory and measure its fault-free reference."""
+    from checkpoints.saver import open_checkpointer
+    from graph.workflows import get_workflow
+
+    base = workdir / "base"
+    runner = Runner(Home(base))
+    runner.ensure_domain_db(get_workflow("support"), reset=True)
+    runner.close()
+    with open_checkpointer(base / "checkpoints.db"):
+        pass
+    templates = {}
+    for name in names:
+        scenario = SCENARIOS[name]
+        home = workdir / f"template-{name}"
+        shutil.copytree(base, home)
+        run_id = None
+        if scenario.kill_in == "decide":
+            status = run_action(home, scenario, "start", None)
+            if status != "waiting_approval":
+                raise RuntimeError(f"scenario {name}: the run did not wait ({status})")
+            run_id = only_run_id(home)
+        reference = workdir / f"reference-{name}"
+        shutil.copytree(home, reference)
+        counter = CrashFaults()
+        status = run_action(reference, scenario, scenario.kill_in, run_id, faults=counter)
+        ref_id = run_id or only_run_id(reference)
+        assert ref_id is not None
+        if status == "waiting_approval" and scenario.decision is not None:
+            status = run_action(reference, scenario, "decide", ref_id)
+        templates[name] = Template(scenario=scenario, home=home, run_id=run_id,
+                                   points=tuple(counter.labels), outcome=status,
+                                   rows=mutation_rows(reference, ref_id))
+        shutil.rmtree(reference)
+    return templates
+
+
+def scratch_root() -> str | None:
+    """A RAM-backed directory for the throwaway data directories when there is one.
+
+    A SIGKILL loses no write that reached the OS, with or without fsync, so tmpfs changes no
+    result here; it only makes each of the many short runs faster.
+    """
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+
+
+# Campaigns -----------------------------------------------------------------------------------
+
+def single_kill_plans(templates: dict[str, Template]) -> list[KillPlan]:
+    """One plan per kill point of every scenario's killed action."""
+    return [KillPlan(name, (k,)) for name, t in templates.items()
+            for k in range(1, len(t.points) + 1)]
+
+
+def multi_kill_plans(templates: dict[str, Template], rng: random.Random,
+                     count: int) -> list[KillPlan]:
+    """Plans that also kill the recovery: a crash while resuming after a crash."""
+    names = sorted(templates)
+    plans = []
+    for _ in range(count):
+        name = rng.choice(names)
+        n = len(templates[name].points)
+        plans.append(KillPlan(name, tuple(rng.randint(1, n) for _ in range(rng.randint(2, 3)))))
+    return plans
+
+
+def _execute(args: tuple[Template, KillPlan, Path]) -> PlanReport:
+    return execute_plan(*args)
+
+
+def run_plans(templates: dict[str, Template], plans: Sequence[KillPlan], workdir: Path,
+              workers: int) -> list[PlanReport]:
+    """Execute plans, in `workers` forked processes when more than one."""
+    jobs = [(templates[p.scenario], p, workdir) for p in plans]
+    if workers <= 1:
+        return [_execute(job) for job in jobs]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        return list(pool.imap_unordered(_execute, jobs, chunksize=4))
+
+
+@dataclass(frozen=True)
+class Summary:
+    plans: int
+    kills: int
+    kinds: dict[str, int]
+    scenarios: int
+    resumes: int
+    reasked: int
+    duplicates: int
+    missing: int
+    lost_approvals: int
+    terminal: int
+    failures: list[str]
+
+
+def summarize(reports: Sequence[PlanReport]) -> Summary:
+    kinds = Counter(point_kind(label) for r in reports for label in r.killed_at)
+    failures = [f"{r.plan.scenario} kills={r.plan.kills} at={r.killed_at}: "
+                f"terminal={r.terminal} outcome={r.outcome} duplicates={r.duplicates} "
+                f"missing={r.missing} lost_approvals={r.lost_approvals} {'; '.join(r.errors)}"
+                for r in reports if not r.ok]
+    return Summary(
+        plans=len(reports), kills=sum(kinds.values()), kinds=dict(sorted(kinds.items())),
+        scenarios=len({r.plan.scenario for r in reports}),
+        resumes=sum(r.resumes for r in reports), reasked=sum(r.reasked for r in reports),
+        duplicates=sum(r.duplicates for r in reports), missing=sum(r.missing for r in reports),
+        lost_approvals=sum(r.lost_approvals for r in reports),
+        terminal=sum(r.terminal for r in reports), failures=failures)
+
+
+def format_summary(s: Summary, seconds: float) -> str:
+    kinds = ", ".join(f"{kind} {n}" for kind, n in s.kinds.items())
+    return "\n".join([
+        f"kill points: {s.kills} SIGKILLs over {s.plans} runs in {s.scenarios} scenarios "
+        f"({kinds})",
+        f"recovered: {s.resumes} resume(s); {s.reasked} decision(s) asked again because the "
+        "process died before saving them",
+        f"duplicates={s.duplicates} missing mutations={s.missing} "
+        f"lost approvals={s.lost_approvals} terminal runs={s.terminal}/{s.plans}",
+        f"time: {seconds:.1f}s",
+    ])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m checkpoints.soak",
+        description="SIGKILL the sample workflow at many points, recover, count the damage.")
+    parser.add_argument("--kills", type=int, default=1000, help="Kills to deliver (>= 1).")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--seed", type=int, default=4)
+    parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS),
+                        help="Only these scenarios (repeatable; default: all).")
+    args = parser.parse_args(argv)
+    if args.kills < 1 or args.workers < 1:
+        parser.error("--kills and --workers must be at least 1")
+    rng = random.Random(args.seed)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="signoff-soak-", dir=scratch_root()) as tmp:
+        workdir = Path(tmp)
+        templates = prepare_templates(workdir, args.scenario or sorted(SCENARIOS))
+        plans = single_kill_plans(templates)
+        rng.shuffle(plans)
+        reports = run_plans(templates, plans[:args.kills], workdir, args.workers)
+        while (kills := sum(len(r.killed_at) for r in reports)) < args.kills:
+            more = multi_kill_plans(templates, rng, max(1, (args.kills - kills) // 2))
+            reports += run_plans(templates, more, workdir, args.workers)
+    summary = summarize(reports)
+    print(format_summary(summary, time.perf_counter() - started))
+    for line in summary.failures[:20]:
+        print("FAIL", line, file=sys.stderr)
+    return 1 if summary.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Exactly-once under hard kills: SIGKILL the sample workflow at every kill point of four
+scenarios (before/after each commit, before/after each checkpoint and task-writes save, while
+an approval or an edit is applied), recover, and count duplicates, lost approvals and runs
+that never end."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from checkpoints.faults import RESUME_MARK, CrashFaults
+from checkpoints.soak import (
+    KillPlan,
+    Template,
+    execute_plan,
+    forked_action,
+    format_summary,
+    mutation_rows,
+    prepare_templates,
+    run_plans,
+    scratch_root,
+    single_kill_plans,
+    summarize,
+)
+from tools.ledger import commit_once, ensure_ledger
+from tools.support.models import AddTicketNoteOutput
+
+SUITE_SCENARIOS = ("refund", "approve", "to-approval", "edit")
+
+
+@pytest.fixture(scope="module")
+def workdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="signoff-crash-", dir=scratch_root()) as tmp:
+        yield Path(tmp)
+
+
+@pytest.fixture(scope="module")
+def templates(workdir: Path) -> dict[str, Template]:
+    return prepare_templates(workdir, SUITE_SCENARIOS)
+
+
+def test_references_match_the_sample_tickets(templates: dict[str, Template]) -> None:
+    # A harness whose fault-free reference were wrong would compare against the wrong thing.
+    for name in ("refund", "approve", "to-approval", "edit"):
+        assert templates[name].outcome == "resolved"
+        assert templates[name].rows == {"refunds": 1, "ticket_notes": 1, "escalations": 0,
+                                        "mutation_ledger": 2}
+
+
+def test_every_kill_point_recovers_exactly_once(templates: dict[str, Template], workdir: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    started = time.perf_counter()
+    plans = single_kill_plans(templates)
+    reports = run_plans(templates, plans, workdir, workers=min(2, os.cpu_count() or 1))
+    summary = summarize(reports)
+    with capsys.disabled():
+        print("\n" + format_summary(summary, time.perf_counter() - started))
+
+    assert summary.failures == []
+    assert summary.kills >= 200
+    assert summary.kills == len(plans) == summary.plans
+    assert summary.duplicates == 0 and summary.missing == 0
+    assert summary.lost_approvals == 0
+    assert summary.terminal == summary.plans
+    assert summary.resumes >= summary.kills  # each kill was followed by at least one resume
+    labels = [label for r in reports for label in r.killed_at]
+    for kind in ("before_commit", "after_commit", "before_checkpoint", "after_checkpoint",
+                 "before_writes", "after_writes"):
+        assert any(label.startswith(kind + ":") for label in labels), kind
+    for tool in ("create_refund_request", "add_ticket_note"):
+        assert f"before_commit:{tool}" in labels and f"after_commit:{tool}" in labels
+    # Kills while a human decision was being applied, before and after it reached the disk.
+    assert any(label.endswith(RESUME_MARK) for label in labels)
+    decide_reports = [r for r in reports if r.plan.scenario in ("approve", "edit")]
+    assert any(r.reasked for r in decide_reports)  # killed before the decision was saved
+    assert any(not r.reasked and r.killed_at[0].startswith("after_commit")
+               for r in decide_reports)
+
+
+def test_the_harness_sees_a_duplicate_when_the_ledger_is_bypassed(
+        templates: dict[str, Template], workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every call gets a fresh key, as if there were no idempotency ledger: a kill just after
+    # the refund committed must then show up as a duplicate refund after the resume.
+    import uuid
+
+    import graph.nodes.execute as execute_node
+
+    monkeypatch.setattr(execute_node, "idempotency_key", lambda *a: uuid.uuid4().hex)
+    template = templates["refund"]
+    after_refund = template.points.index("after_commit:create_refund_request") + 1
+    report = execute_plan(template, KillPlan("refund", (after_refund,)), workdir)
+    assert report.killed_at == ["after_commit:create_refund_request"]
+    assert report.terminal and report.duplicates >= 1 and not report.ok
+
+
+def test_kill_during_recovery_of_a_kill(templates: dict[str, Template], workdir: Path) -> None:
+    template = templates["approve"]
+    commit = template.points.index("after_commit:create_refund_request") + 1
+    plans = [KillPlan("approve", (commit, 3, 5)), KillPlan("approve", (2, 2, 2, 2))]
+    for report in run_plans(templates, plans, workdir, workers=1):
+        assert report.ok, report
+        assert len(report.killed_at) >= 3
+
+
+def test_signoff_resume_recovers_a_killed_run(templates: dict[str, Template],
+                                              workdir: Path) -> None:
+    """The operator's path: a process dies mid-refund; `signoff resume` in a new process takes
+    the dead holder's lease at once and finishes the run with one refund."""
+    template = templates["refund"]
+    home = workdir / "cli-resume"
+    shutil.copytree(template.home, home)
+    kill_at = template.points.index("before_commit:create_refund_request") + 1
+    result, label, _ = forked_action(home, template.scenario, "start", None, kill_at)
+    assert (result, label) == ("killed", "before_commit:create_refund_request")
+    conn = sqlite3.connect(home / "control.db")
+    run_id, status, owner = conn.execute("SELECT run_id, status, lease_owner FROM runs").fetchone()
+    conn.close()
+    assert status == "running" and owner  # the dead process still holds the lease
+
+    signoff = Path(sys.executable).with_name("signoff")
+    env = {**os.environ, "SIGNOFF_HOME": str(home)}
+    done = subprocess.run([str(signoff), "resume", run_id], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"run {run_id}: resolved (2 mutation(s))" in done.stdout
+    assert mutation_rows(home, run_id)["refunds"] == 1
+
+
+def test_commit_once_rolls_back_a_crash_before_commit_and_replays_after(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "d.db")
+    conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    conn.commit()
+    ensure_ledger(conn)
+
+    def apply() -> AddTicketNoteOutput:
+        conn.execute("INSERT INTO notes (body) VALUES ('hello')")
+        return AddTicketNoteOutput(note_id="NOTE-1", ticket_id="TKT-1001")
+
+    def crash() -> None:
+        raise KeyboardInterrupt  # anything, even a BaseException, before COMMIT
+
+    common = {"key": "k1", "run_id": "r", "step": 3, "tool": "add_ticket_note",
+              "args": {"body": "hello"}, "apply": apply}
+    with pytest.raises(KeyboardInterrupt):
+        commit_once(conn, **common, before_commit=crash)  # type: ignore[arg-type]
+    assert conn.execute("SELECT COUNT(*) FROM notes").fetchone()[0] == 0
+    assert conn.execute("SELECT COUNT(*) FROM mutation_ledger").fetchone()[0] == 0
+    first = commit_once(conn, **common)  # type: ignore[arg-type]
+    again = commit_once(conn, **common)  # type: ignore[arg-type]
+    assert (first.replayed, again.replayed) == (False, True)
+    assert again.result == first.result
+    assert conn.execute("SELECT COUNT(*) FROM notes").fetchone()[0] == 1
+
+
+def test_crash_faults_only_record_without_a_kill_point() -> None:
+    faults = CrashFaults()
+    faults.before_commit("run-1", 3, "create_refund_request")
+    faults.after_commit("run-1", 3, "create_refund_request")
+    assert faults.labels == ["before_commit:create_refund_request",
+                             "after_commit:create_refund_request"]

@@ -1,0 +1,172 @@
+"""Time travel never pays twice: replaying or forking a run from an earlier checkpoint re-runs
+execute, and the ledger answers with the recorded result instead of applying it again.
+Run under the in-memory and the SQLite checkpointer."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command, StateSnapshot
+
+from checkpoints.saver import DURABILITY, open_checkpointer, thread_config
+from graph.context import RunContext
+from graph.factory import build_graph
+from graph.runner import Home, Runner
+from graph.state import InputState, Ticket, usage_delta
+from graph.workflows import get_workflow
+
+WORKFLOW = get_workflow("support")
+TICKETS = {t.ticket_id: t for t in WORKFLOW.sample_tickets()}
+REQUESTER = "agent@acme.example"
+APPROVE = {"action": "approve", "by": "lead@acme.example", "reason": "receipt checked"}
+
+
+@contextmanager
+def saver_of(kind: str, home: Path) -> Iterator[BaseCheckpointSaver[Any]]:
+    if kind == "memory":
+        yield InMemorySaver()
+    else:
+        with open_checkpointer(home / "checkpoints.db") as saver:
+            yield saver
+
+
+class Direct:
+    """Drives the compiled graph directly, as a replaying operator would, with the same run
+    context the runner builds."""
+
+    def __init__(self, home: Path, saver: BaseCheckpointSaver[Any], ticket_id: str) -> None:
+        self.home = home
+        self.runner = Runner(Home(home))
+        self.db = WORKFLOW.open_db(home / "support.db")
+        self.ticket = TICKETS[ticket_id]
+        self.run_id = f"run-replay-{ticket_id.lower()}"
+        policy, error = self.runner.load_policy(WORKFLOW)
+        planner, checker = self.runner._models(WORKFLOW)
+        self.ctx = RunContext(
+            run_id=self.run_id, tenant_id=self.ticket.tenant_id, requester=REQUESTER,
+            workflow=WORKFLOW, registry=WORKFLOW.tools(), policy=policy, policy_error=error,
+            planner=planner, checker=checker, db=self.db, runs=self.runner.runs)
+        self.graph = build_graph().compile(checkpointer=saver)
+        self.config = thread_config(self.run_id)
+
+    def close(self) -> None:
+        self.db.close()
+        self.runner.close()
+
+    def invoke(self, payload: Any, config: Any = None) -> dict[str, Any]:
+        return self.graph.invoke(payload, config or self.config, context=self.ctx,
+                                 durability=DURABILITY)
+
+    def start(self) -> dict[str, Any]:
+        t = self.ticket
+        return self.invoke(InputState(
+            run_id=self.run_id, started_at=time.time(), step=0, usage=usage_delta(), evidence={},
+            ticket=Ticket(ticket_id=t.ticket_id, customer_id=t.customer_id,
+                          customer_email=t.customer_email, subject=t.subject, body=t.body)))
+
+    def history(self) -> list[StateSnapshot]:
+        return list(self.graph.get_state_history(self.config))  # type: ignore[arg-type]
+
+    def before_execute(self, tool: str) -> StateSnapshot:
+        """The latest checkpoint whose next step executes `tool`."""
+        return next(s for s in self.history() if s.next == ("execute",)
+                    and (s.values.get("proposal") or {}).get("tool") == tool)
+
+    def rows(self) -> dict[str, int]:
+        conn = sqlite3.connect(self.home / "support.db")
+        try:
+            return {table: conn.execute(f"SELECT COUNT(*) FROM {table} WHERE run_id = ?",
+                                        (self.run_id,)).fetchone()[0]
+                    for table in ("refunds", "ticket_notes", "mutation_ledger")}
+        finally:
+            conn.close()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def direct(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[str], Direct]]:
+    runner = Runner(Home(tmp_path))
+    runner.ensure_domain_db(WORKFLOW, reset=True)
+    runner.close()
+    with ExitStack() as stack:
+        def make(ticket_id: str) -> Direct:
+            saver = stack.enter_context(saver_of(request.param, tmp_path))
+            run = Direct(tmp_path, saver, ticket_id)
+            stack.callback(run.close)
+            return run
+
+        yield make
+
+
+ONCE = {"refunds": 1, "ticket_notes": 1, "mutation_ledger": 2}
+
+
+def test_replaying_from_before_the_refund_does_not_refund_again(
+        direct: Callable[[str], Direct]) -> None:
+    run = direct("TKT-1001")
+    assert run.start()["outcome"] == "resolved"
+    assert run.rows() == ONCE
+    old = run.before_execute("create_refund_request")
+    again = run.invoke(None, old.config)
+    assert again["outcome"] == "resolved"
+    assert run.rows() == ONCE
+    # The replayed step saw the recorded refund, not a new one.
+    refund_ids = {s.values["last_call"]["result"]["refund_id"] for s in run.history()
+                  if (s.values.get("last_call") or {}).get("tool") == "create_refund_request"}
+    assert len(refund_ids) == 1
+
+
+def test_replaying_the_whole_run_from_its_first_checkpoint_changes_nothing(
+        direct: Callable[[str], Direct]) -> None:
+    run = direct("TKT-1001")
+    run.start()
+    first = [s for s in run.history() if s.next == ("plan",)][-1]  # before the first plan
+    assert first.values["step"] == 0 and not first.values["evidence"]
+    assert run.invoke(None, first.config)["outcome"] == "resolved"
+    assert run.rows() == ONCE
+
+
+def test_a_fork_with_update_state_does_not_apply_a_committed_mutation_again(
+        direct: Callable[[str], Direct]) -> None:
+    run = direct("TKT-1001")
+    run.start()
+    old = run.before_execute("add_ticket_note")
+    forked = run.graph.update_state(old.config, {"plan_note": "forked by an operator"})
+    assert forked["configurable"]["checkpoint_id"] != old.config["configurable"]["checkpoint_id"]
+    assert run.invoke(None, forked)["outcome"] == "resolved"
+    assert run.rows() == ONCE
+
+
+def test_replaying_an_approval_from_the_waiting_checkpoint_refunds_once(
+        direct: Callable[[str], Direct]) -> None:
+    run = direct("TKT-1002")
+    run.start()
+    waiting = run.graph.get_state(run.config)
+    assert waiting.interrupts
+    assert run.invoke(Command(resume=APPROVE))["outcome"] == "resolved"
+    assert run.rows() == ONCE
+    # The same approval applied again on the old waiting checkpoint: a fork, same action.
+    assert run.invoke(Command(resume=APPROVE), waiting.config)["outcome"] == "resolved"
+    assert run.rows() == ONCE
+
+
+def test_the_tool_runs_again_without_the_ledger(direct: Callable[[str], Direct],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # The control for the tests above: replay really re-executes the node, so only the ledger
+    # stands between a replay and a second refund.
+    import uuid
+
+    import graph.nodes.execute as execute_node
+
+    run = direct("TKT-1001")
+    run.start()
+    monkeypatch.setattr(execute_node, "idempotency_key", lambda *a: uuid.uuid4().hex)
+    run.invoke(None, run.before_execute("create_refund_request").config)
+    assert run.rows()["refunds"] == 2
