@@ -47,7 +47,7 @@ class Recorder(Protocol):
     """
 
     def start_run(self, run_id: str, *, workflow: str, workflow_version: str,
-                  policy_version: str, tenant_id: str, team: str, requester: str,
+                  policy_version: str | None, tenant_id: str, team: str, requester: str,
                   customer_id: str | None, ticket_id: str | None,
                   inputs: dict[str, Any]) -> None: ...
     def model_call(self, run_id: str, event_key: str, *, node: str, model: str,

@@ -70,12 +70,13 @@ def extract_block(messages: Sequence[BaseMessage], mark: str) -> Any:
     return None
 
 
-MONEY = re.compile(r"\$(\d{1,7}(?:,\d{3})*\.\d{2})")
+MONEY = re.compile(r"\$(\d{1,3}(?:,\d{3})+|\d{1,9})(?:\.(\d{1,2}))?(?![\d.,]*\d)")
 
 
 def cents_in(text: str) -> list[int]:
-    """Dollar amounts written as $18.00 in text, in cents, in order of appearance."""
-    return [round(float(m.replace(",", "")) * 100) for m in MONEY.findall(text)]
+    """Dollar amounts in text ($18, $18.5, $18.00, $1,200.00), in cents, in order."""
+    return [int(whole.replace(",", "")) * 100 + int(frac.ljust(2, "0") if frac else 0)
+            for whole, frac in MONEY.findall(text)]
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,7 @@ class Runner:
         self.runs = RunStore(self.home.runs_db, clock=self.clock)
         self._graphs: dict[str, tuple[Any, CompiledStateGraph[Any, Any, Any, Any]]] = {}
         self._policies: dict[Path, tuple[tuple[str, bytes], Policy]] = {}
+        self._recorders: dict[str, Recorder] = {}
 
     def _compiled(self, workflow: Workflow, saver: Any) -> CompiledStateGraph[Any, Any, Any, Any]:
         """The workflow's graph, compiled once per runner, bound to this drive's checkpointer.
@@ -112,7 +113,19 @@ class Runner:
         return cached[1].copy(update={"checkpointer": saver})
 
     def close(self) -> None:
+        for recorder in self._recorders.values():
+            recorder.close()
+        self._recorders.clear()
         self.runs.close()
+
+    def _recorder(self, workflow: Workflow) -> Recorder | None:
+        """One recorder per workflow for the runner's life: opening the trace and audit stores
+        (and folding their logs on close) per drive cost more than a run's own events."""
+        if self.recorder_factory is None:
+            return None
+        if workflow.name not in self._recorders:
+            self._recorders[workflow.name] = self.recorder_factory(self.home, workflow)
+        return self._recorders[workflow.name]
 
     # Setup ---------------------------------------------------------------------------------
 
@@ -272,7 +285,7 @@ class Runner:
         policy, policy_error = self.load_policy(workflow)
         planner, checker = self._models(workflow)
         db = self._open_domain_db(workflow)
-        recorder = self.recorder_factory(self.home, workflow) if self.recorder_factory else None
+        recorder = self._recorder(workflow)
         try:
             ctx = RunContext(
                 run_id=record.run_id, tenant_id=record.tenant_id, requester=record.requester,
@@ -282,14 +295,12 @@ class Runner:
                 price=self.price or (lambda model, tokens_in, tokens_out: 0.0),
                 faults=self.faults, requester_role=record.requester_role)
             if recorder is not None and isinstance(payload, dict):
-                start = getattr(recorder, "start_run", None)
-                if start is not None:
-                    start(record.run_id, workflow=workflow.name,
-                          workflow_version=workflow.version,
-                          policy_version=policy.version if policy else None,
-                          tenant_id=record.tenant_id, team=workflow.team,
-                          requester=record.requester, customer_id=record.customer_id,
-                          ticket_id=record.ticket_id, inputs=payload.get("ticket", {}))
+                recorder.start_run(record.run_id, workflow=workflow.name,
+                                   workflow_version=workflow.version,
+                                   policy_version=policy.version if policy else None,
+                                   tenant_id=record.tenant_id, team=workflow.team,
+                                   requester=record.requester, customer_id=record.customer_id,
+                                   ticket_id=record.ticket_id, inputs=payload.get("ticket", {}))
             if record.status != "running" or record.reason or record.pending:
                 self.runs.set_status(record.run_id, "running")  # a fresh run already is
             saver_factory = getattr(self.faults, "saver_factory", None) or SqliteSaver
@@ -330,15 +341,11 @@ class Runner:
             else:
                 status = values.get("outcome") or "failed"
                 reason, pending = values.get("reason"), None
-                finish = getattr(recorder, "finish_run", None)
-                if finish is not None:
-                    finish(record.run_id, outcome=status, reason=reason)
+                if recorder is not None:
+                    recorder.finish_run(record.run_id, outcome=status, reason=reason)
             self.runs.set_status(record.run_id, status, reason=reason, pending=pending)
             return RunResult(run_id=record.run_id, status=status, reason=reason,
                              pending=pending, mutations=values.get("mutations", 0),
                              ticket_id=record.ticket_id)
         finally:
             db.close()
-            close = getattr(recorder, "close", None)
-            if close is not None:
-                close()

@@ -51,6 +51,8 @@ class Verdict(TypedDict):
     invariants: list[RuleCheck]
     model_check: RuleCheck
     reason: str
+    call_digest: NotRequired[str]
+    """Which call (tool and arguments) this verdict is about."""
 
 
 class Approval(TypedDict):

@@ -74,7 +74,7 @@ class Recorder:
         *,
         workflow: str,
         workflow_version: str,
-        policy_version: str,
+        policy_version: str | None,
         tenant_id: str,
         team: str,
         requester: str,

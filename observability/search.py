@@ -60,7 +60,10 @@ def search_traces(
             where.append(f"{column} = ?")
             params.append(value)
     if tool is not None:
-        where.append("r.run_id IN (SELECT run_id FROM tool_calls WHERE tool = ?)")
+        # EXISTS walks runs newest first and stops at `limit`; IN (...) built the whole set of
+        # runs that ever called the tool first (1.5 s p95 at 1M runs, see docs/benchmarks.md).
+        where.append("EXISTS (SELECT 1 FROM tool_calls t WHERE t.run_id = r.run_id"
+                     " AND t.tool = ?)")
         params.append(tool)
     if since is not None:
         where.append("r.started_at >= ?")

@@ -170,3 +170,20 @@ def test_the_tool_runs_again_without_the_ledger(direct: Callable[[str], Direct],
     monkeypatch.setattr(execute_node, "idempotency_key", lambda *a: uuid.uuid4().hex)
     run.invoke(None, run.before_execute("create_refund_request").config)
     assert run.rows()["refunds"] == 2
+
+
+def test_a_fork_that_changes_a_judged_call_is_refused_at_execute(
+        direct: Callable[[str], Direct]) -> None:
+    # An operator forks the run just before the refund executes and raises the amount in
+    # state: the gate and the verifier judged $18.00, so execute refuses the changed call.
+    run = direct("TKT-1001")
+    run.start()
+    before = run.rows()
+    old = run.before_execute("create_refund_request")
+    proposal = dict(old.values["proposal"])
+    proposal["args"] = {**proposal["args"], "amount_cents": 4500}
+    forked = run.graph.update_state(old.config, {"proposal": proposal})
+    final = run.invoke(None, forked)
+    assert final["outcome"] == "blocked"
+    assert final["reason"] == "the call changed after the gate and the verifier judged it"
+    assert run.rows() == before

@@ -7,6 +7,7 @@ run's `ToolContext`, never from arguments a model wrote.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -79,9 +80,16 @@ class ToolSpec:
             "function": {
                 "name": self.name,
                 "description": self.description,
-                "parameters": self.input_model.model_json_schema(),
+                "parameters": _json_schema(self.input_model),
             },
         }
+
+
+@functools.cache
+def _json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    # Generating a pydantic schema costs milliseconds and the planner binds every tool on
+    # every step; a model class's schema never changes, so build it once per class.
+    return model.model_json_schema()
 
 
 def validation_summary(err: ValidationError) -> str:

@@ -37,6 +37,12 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def call_digest(tool: str, args: dict[str, Any] | None) -> str:
+    """Fingerprint of one proposed call; the gate and the verifier stamp the call they judged
+    with it, so execute can refuse a call whose arguments changed afterwards."""
+    return hashlib.sha256(f"{tool}\x1f{canonical_json(args)}".encode()).hexdigest()[:24]
+
+
 def idempotency_key(run_id: str, step: int, tool: str, args: dict[str, Any]) -> str:
     """Derived from the run, the step and the canonical arguments: a replay of the same step
     gets the same key, an edited action (other arguments) a new one."""

@@ -41,6 +41,8 @@ class GateDecision(TypedDict):
     reason: str
     policy_version: str
     policy_digest: NotRequired[str]
+    call_digest: NotRequired[str]
+    """Which call (tool and arguments) this decision is about; see tools.ledger.call_digest."""
     errors: NotRequired[list[str]]
     approver_roles: NotRequired[list[str]]
     """For a held (yellow) call: the roles that may approve it; absent means any role."""

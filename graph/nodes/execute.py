@@ -15,18 +15,22 @@ from langgraph.runtime import Runtime
 from pydantic import ValidationError
 
 from graph.context import RunContext
-from graph.state import AgentState, Evidence, usage_delta
+from graph.state import AgentState, Evidence, Proposal, usage_delta
 from tools.base import ToolError, TransientToolError, validation_summary
-from tools.ledger import canonical_json, commit_once, idempotency_key
+from tools.ledger import call_digest, canonical_json, commit_once, idempotency_key
 
 
-def _authorized(state: AgentState) -> str | None:
-    """Why a mutation may not run now, or None. A second line of defence behind the routing."""
+def _authorized(state: AgentState, proposal: Proposal) -> str | None:
+    """Why a mutation may not run now, or None. A second line of defence behind the routing:
+    it also catches a call changed after it was judged (e.g. a fork via update_state)."""
     gate, verdict, approval = state.get("gate"), state.get("verdict"), state.get("approval")
     if gate is None or gate["route"] != "verify":
         return "mutation without a passing gate decision"
     if verdict is None or not verdict["ok"]:
         return "mutation without a passing verifier verdict"
+    digest = call_digest(proposal["tool"], proposal["args"])
+    if gate.get("call_digest") != digest or verdict.get("call_digest") != digest:
+        return "the call changed after the gate and the verifier judged it"
     if gate["tier"] == "yellow" and (approval is None or approval["action"] == "reject"):
         return "held mutation without a human approval"
     return None
@@ -49,7 +53,7 @@ def execute(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         return {"outcome": "blocked", "reason": f"invalid arguments: {validation_summary(exc)}"}
     args = parsed.model_dump(mode="json")
     if spec.mutates:
-        refusal = _authorized(state)
+        refusal = _authorized(state, proposal)
         if refusal:
             return {"outcome": "blocked", "reason": refusal}
 

@@ -8,6 +8,7 @@ from langgraph.runtime import Runtime
 
 from graph.context import RunContext
 from graph.state import AgentState
+from tools.ledger import call_digest
 from verifiers.gate import GateRequest, evaluate_gate
 
 WARNING_TIERS = frozenset({"yellow", "red"})
@@ -29,6 +30,7 @@ def gate(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         tool_ctx=ctx.tool_ctx(state["ticket"]),
         facts=ctx.workflow.facts,
     ))
+    decision["call_digest"] = call_digest(proposal["tool"], proposal["args"])
     if ctx.recorder is not None:
         ctx.recorder.decision(
             state["run_id"],

@@ -13,6 +13,7 @@ from langgraph.runtime import Runtime
 from graph.context import RunContext
 from graph.models import model_name_of
 from graph.state import AgentState, RuleCheck, Verdict, usage_delta
+from tools.ledger import call_digest
 from verifiers.argument_check import check_arguments
 
 
@@ -48,7 +49,8 @@ def verify(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     model_check = RuleCheck(rule_id=f"model_check:{name}", ok=check.ok, reason=check.reason)
     failed = [c for c in invariants if not c["ok"]] + ([] if check.ok else [model_check])
     reason = "; ".join(f"{c['rule_id']}: {c['reason']}" for c in failed) or "all checks passed"
-    verdict = Verdict(ok=not failed, invariants=invariants, model_check=model_check, reason=reason)
+    verdict = Verdict(ok=not failed, invariants=invariants, model_check=model_check, reason=reason,
+                      call_digest=call_digest(tool, args))
 
     key = f"{state['step']}:{proposal['call_id']}:{proposal['origin']}"
     if ctx.recorder is not None:

@@ -21,6 +21,9 @@ STATUS = re.compile(r"where is|status|tracking|not (?:yet )?(?:arrived|received)
                     r"haven't received|has not arrived", re.I)
 
 
+MAX_ORDERS_TO_OPEN = 5
+
+
 def _money(cents: int) -> str:
     return f"${cents / 100:,.2f}"
 
@@ -48,6 +51,21 @@ class SupportPlanner(ScriptedChatModel):
         done = [words[e["tool"]] for e in evidence
                 if e.get("error") is None and e["tool"] in words]
         return ", ".join(done) or "nothing to do"
+
+    @staticmethod
+    def order_naming_item(text: str, candidates: list[dict[str, Any]],
+                          found: Any) -> str | tuple[str, dict[str, Any]] | None:
+        """The candidate order one of whose items the text names; a get_order call still
+        needed to know; or None when no candidate's items are named."""
+        lowered = text.lower()
+        for summary in candidates:
+            order = found("get_order", order_id=summary["order_id"])
+            if order is None:
+                return "get_order", {"order_id": summary["order_id"]}
+            if order["result"] and any(item["name"].lower() in lowered
+                                       for item in order["result"]["items"]):
+                return str(summary["order_id"])
+        return None
 
     def next_call(self, ticket: dict[str, Any],
                   evidence: list[dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:
@@ -86,12 +104,27 @@ class SupportPlanner(ScriptedChatModel):
             orders = found("list_orders", customer_id=customer_id)
             if orders is None:
                 return "list_orders", {"customer_id": customer_id, "limit": 10}
-            wanted = {"delivered"} if wants_refund else {"shipped", "pending", "delivered"}
-            candidates = [o for o in orders["result"]["orders"] if o["status"] in wanted]
+            wanted = {"delivered", "shipped"} if wants_refund else {"shipped", "pending",
+                                                                    "delivered"}
+            candidates = sorted((o for o in orders["result"]["orders"] if o["status"] in wanted),
+                                key=lambda o: o["placed_at"], reverse=True)
             if not candidates:
                 return "escalate_to_human", {"ticket_id": ticket_id,
                                              "reason": "could not tell which order is meant"}
-            order_id = max(candidates, key=lambda o: o["placed_at"])["order_id"]
+            if not wants_refund:
+                order_id = candidates[0]["order_id"]  # "where is my order": the latest one
+            else:
+                # A refund is for a product: find the order whose items the ticket names.
+                picked = self.order_naming_item(text, candidates[:MAX_ORDERS_TO_OPEN], found)
+                if isinstance(picked, tuple):
+                    return picked
+                if picked is None:
+                    if len(candidates) > 1:
+                        return "escalate_to_human", {
+                            "ticket_id": ticket_id,
+                            "reason": "could not tell which order the refund is for"}
+                    picked = candidates[0]["order_id"]
+                order_id = picked
         order = found("get_order", order_id=order_id)
         if order is None:
             return "get_order", {"order_id": order_id}
