@@ -120,9 +120,7 @@ class SignoffVariant:
             result = self.runner.decide(result.run_id, {
                 "action": "approve", "by": approver_for(ticket.tenant_id),
                 "reason": "benchmark approval"})
-        with sqlite3.connect(self.home / "traces.db") as conn:
-            calls = conn.execute("SELECT COUNT(*) FROM tool_calls WHERE run_id = ?",
-                                 (result.run_id,)).fetchone()[0]
+        calls = result.usage["tool_calls"] if result.usage else 0
         return TicketRun(result.run_id, result.status, int(calls), approvals)
 
     def close(self) -> None:

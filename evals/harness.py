@@ -152,6 +152,7 @@ class EvalSession:
         assert self._root is not None and self._template is not None, "use `with open()`"
         runner = self._runner(shadow)
         db_path = runner.home.domain_db(self.workflow)
+        runner.close_domain_db(self.workflow)  # the runner reopens the fresh copy
         shutil.copyfile(self._template, db_path)
         started = time.perf_counter()
         ticket_id: str | None = None

@@ -11,7 +11,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from graph.state import InputState, Ticket, usage_delta
 from graph.workflows import get_workflow
 from tools.base import validation_summary
 from tools.ledger import ensure_ledger
+from verifiers.gate import Usage
 from verifiers.policy import Policy, PolicyError, load_policy
 
 LEASE_TTL_S = 120.0
@@ -68,6 +69,8 @@ class RunResult:
     pending: dict[str, Any] | None
     mutations: int
     ticket_id: str | None
+    usage: Usage | None = None
+    """What the run has spent so far: model calls, tokens, tool calls, retries, cost."""
 
 
 @dataclass
@@ -100,6 +103,9 @@ class Runner:
         self._graphs: dict[str, tuple[Any, CompiledStateGraph[Any, Any, Any, Any]]] = {}
         self._policies: dict[Path, tuple[tuple[str, bytes], Policy]] = {}
         self._recorders: dict[str, Recorder] = {}
+        self._savers = ExitStack()
+        self._saver: SqliteSaver | None = None
+        self._domain_dbs: dict[str, sqlite3.Connection] = {}
 
     def _compiled(self, workflow: Workflow, saver: Any) -> CompiledStateGraph[Any, Any, Any, Any]:
         """The workflow's graph, compiled once per runner, bound to this drive's checkpointer.
@@ -116,7 +122,38 @@ class Runner:
         for recorder in self._recorders.values():
             recorder.close()
         self._recorders.clear()
+        self._savers.close()
+        self._saver = None
+        for name in list(self._domain_dbs):
+            self.close_domain_db(name)
         self.runs.close()
+
+    def close_domain_db(self, workflow: Workflow | str) -> None:
+        """Close the runner's connection to a workflow's database; call it before replacing
+        the file (the next drive opens the new one)."""
+        conn = self._domain_dbs.pop(getattr(workflow, "name", workflow), None)  # type: ignore[arg-type]
+        if conn is not None:
+            conn.close()
+
+    def _domain_db(self, workflow: Workflow) -> sqlite3.Connection:
+        """The runner's connection to the workflow's database, opened (and checked) once:
+        closing the last connection to a WAL database checkpoints it, which costs a sync."""
+        if workflow.name not in self._domain_dbs:
+            self._domain_dbs[workflow.name] = self._open_domain_db(workflow)
+        return self._domain_dbs[workflow.name]
+
+    @contextmanager
+    def _checkpointer(self) -> Iterator[SqliteSaver]:
+        """The runner's checkpointer, opened once; a crash-test saver is opened per drive so
+        that its kill points see every save."""
+        factory = getattr(self.faults, "saver_factory", None)
+        if factory is not None:
+            with open_checkpointer(self.home.checkpoints_db, saver_factory=factory) as saver:
+                yield saver
+            return
+        if self._saver is None:
+            self._saver = self._savers.enter_context(open_checkpointer(self.home.checkpoints_db))
+        yield self._saver
 
     def _recorder(self, workflow: Workflow) -> Recorder | None:
         """One recorder per workflow for the runner's life: opening the trace and audit stores
@@ -133,6 +170,7 @@ class Runner:
         """Build the workflow's sample database if it is missing (or when reset)."""
         path = self.home.domain_db(workflow)
         if reset or not path.exists():
+            self.close_domain_db(workflow)
             workflow.build_db(path)
         return path
 
@@ -188,12 +226,8 @@ class Runner:
             raise SignoffError(f"workflow {workflow.name} does not take free-text tickets")
         if not body.strip():
             raise SignoffError("the ticket text is empty")
-        db = self._open_domain_db(workflow)
-        try:
-            return workflow.intake(db, tenant_id=tenant_id, email=email, subject=subject,
-                                   body=body)
-        finally:
-            db.close()
+        return workflow.intake(self._domain_db(workflow), tenant_id=tenant_id, email=email,
+                               subject=subject, body=body)
 
     def resume(self, run_id: str) -> RunResult:
         """Continue a run whose process died, from its last checkpoint."""
@@ -204,7 +238,7 @@ class Runner:
             if record.terminal or record.status == SHADOW_STATUS:
                 raise NotWaiting(f"run {run_id} already ended: {record.status}")
             workflow = get_workflow(record.workflow)
-            with open_checkpointer(self.home.checkpoints_db) as saver:
+            with self._checkpointer() as saver:
                 started = saver.get_tuple(thread_config(run_id)) is not None  # type: ignore[arg-type]
             payload: Any = None if started else record.inputs
             return self._drive(record, workflow, payload)
@@ -265,12 +299,9 @@ class Runner:
     def _requester_role(self, workflow: Workflow, policy: Policy | None, requester: str,
                         ticket: SampleTicket) -> str | None:
         """The role recorded with the run (opening the domain db also checks it is usable)."""
-        db = self._open_domain_db(workflow)
-        try:
-            if workflow.requester_role is not None:
-                return workflow.requester_role(db, requester, ticket)
-        finally:
-            db.close()
+        db = self._domain_db(workflow)
+        if workflow.requester_role is not None:
+            return workflow.requester_role(db, requester, ticket)
         roles = policy.roles_of(requester) if policy else []
         return roles[0] if roles else None
 
@@ -284,7 +315,7 @@ class Runner:
     def _drive(self, record: RunRecord, workflow: Workflow, payload: Any) -> RunResult:
         policy, policy_error = self.load_policy(workflow)
         planner, checker = self._models(workflow)
-        db = self._open_domain_db(workflow)
+        db = self._domain_db(workflow)
         recorder = self._recorder(workflow)
         try:
             ctx = RunContext(
@@ -303,8 +334,7 @@ class Runner:
                                    ticket_id=record.ticket_id, inputs=payload.get("ticket", {}))
             if record.status != "running" or record.reason or record.pending:
                 self.runs.set_status(record.run_id, "running")  # a fresh run already is
-            saver_factory = getattr(self.faults, "saver_factory", None) or SqliteSaver
-            with open_checkpointer(self.home.checkpoints_db, saver_factory=saver_factory) as saver:
+            with self._checkpointer() as saver:
                 graph = self._compiled(workflow, saver)
                 config = thread_config(record.run_id)
                 renewed = self.clock()
@@ -346,6 +376,8 @@ class Runner:
             self.runs.set_status(record.run_id, status, reason=reason, pending=pending)
             return RunResult(run_id=record.run_id, status=status, reason=reason,
                              pending=pending, mutations=values.get("mutations", 0),
-                             ticket_id=record.ticket_id)
-        finally:
-            db.close()
+                             ticket_id=record.ticket_id, usage=values.get("usage"))
+        except BaseException:
+            if db.in_transaction:
+                db.rollback()  # never leave a half-done transaction on the shared connection
+            raise

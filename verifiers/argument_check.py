@@ -12,9 +12,10 @@ from typing import Any, Literal
 
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from graph.models import EVIDENCE_MARK, PROPOSAL_MARK, TICKET_MARK
+from tools.base import validation_summary
 
 CHECKER_PROMPT = (
     "You are a verifier. Another model proposed the tool call below for the support ticket. "
@@ -25,6 +26,9 @@ CHECKER_PROMPT = (
     "for is their decision (a partial refund), but a wrong customer or order, or an amount "
     "the evidence does not support, still fails. Answer with the ArgumentVerdict tool."
 )
+
+
+VERDICT_TOOL = "ArgumentVerdict"
 
 
 class ArgumentVerdict(BaseModel):
@@ -62,20 +66,24 @@ def check_arguments(checker: BaseChatModel, model_name: str, ticket: Mapping[str
     (the planner) or "human_edit" (an approver)."""
     started = time.perf_counter()
     try:
-        structured = checker.with_structured_output(ArgumentVerdict, method="function_calling",
-                                                    include_raw=True)
-        out = structured.invoke(checker_messages(ticket, evidence, tool, args, origin))
+        # Structured output by forced tool call, parsed here: the same request
+        # with_structured_output(method="function_calling") sends, without its parallel
+        # raw/parsed runnable, which starts threads on every call.
+        bound = checker.bind_tools([ArgumentVerdict], tool_choice=VERDICT_TOOL)
+        reply = bound.invoke(checker_messages(ticket, evidence, tool, args, origin))
     except Exception as exc:  # noqa: BLE001 - fail closed
         return CheckOutcome(False, f"argument checker failed: {exc}", model_name, 0, 0,
                             time.perf_counter() - started)
     latency = time.perf_counter() - started
-    raw = out.get("raw") if isinstance(out, dict) else None
-    meta = getattr(raw, "usage_metadata", None) or {}
-    tokens_in, tokens_out = meta.get("input_tokens", 0), meta.get("output_tokens", 0)
-    parsed = out.get("parsed") if isinstance(out, dict) else None
-    if not isinstance(parsed, ArgumentVerdict):
-        error = out.get("parsing_error") if isinstance(out, dict) else None
-        return CheckOutcome(False, f"argument checker gave no usable verdict ({error})",
+    meta = getattr(reply, "usage_metadata", None)
+    tokens_in = meta["input_tokens"] if meta else 0
+    tokens_out = meta["output_tokens"] if meta else 0
+    calls = [c for c in getattr(reply, "tool_calls", None) or [] if c["name"] == VERDICT_TOOL]
+    try:
+        parsed = ArgumentVerdict.model_validate(calls[0]["args"])
+    except (IndexError, ValidationError) as exc:
+        problem = "no verdict" if not calls else validation_summary(exc)  # type: ignore[arg-type]
+        return CheckOutcome(False, f"argument checker gave no usable verdict ({problem})",
                             model_name, tokens_in, tokens_out, latency)
     return CheckOutcome(parsed.verdict == "pass", parsed.reason, model_name, tokens_in,
                         tokens_out, latency)
