@@ -260,7 +260,7 @@ def render(r: dict[str, Any]) -> str:
     fx = r.get("fixes")
     if fx:
         out += ["### Fixes, before and after", "",
-                "The old and the new way of each step the runner changed, timed side by side "
+                "The old and the new way of each step that changed, timed side by side "
                 "in this run (median of 30):", "",
                 table(["fix", "before ms", "after ms", "per"],
                       [[x["fix"], f"{x['before_ms']:.2f}", f"{x['after_ms']:.2f}", x["per"]]
