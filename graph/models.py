@@ -70,6 +70,15 @@ def extract_block(messages: Sequence[BaseMessage], mark: str) -> Any:
     return None
 
 
+def find_evidence(evidence: Sequence[dict[str, Any]], tool: str,
+                  **match: Any) -> dict[str, Any] | None:
+    """The latest evidence entry from `tool` whose arguments include `match`, or None."""
+    for entry in reversed(evidence):
+        if entry["tool"] == tool and all(entry["args"].get(k) == v for k, v in match.items()):
+            return entry
+    return None
+
+
 MONEY = re.compile(r"\$(\d{1,3}(?:,\d{3})+|\d{1,9})(?:\.(\d{1,2}))?(?![\d.,]*\d)")
 
 

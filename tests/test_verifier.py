@@ -23,7 +23,8 @@ from tests.conftest import sample
 from tools.base import ToolContext
 from tools.support import build_support_db, open_support_db, support_registry
 from verifiers.argument_check import check_arguments
-from verifiers.support import SupportChecker, refunds_within_payments, rule
+from verifiers.rules import rule
+from verifiers.support import SupportChecker, refunds_within_payments
 
 SUPPORT = get_workflow("support")
 REQUESTER = "ops@signoff.local"

@@ -14,7 +14,7 @@ from graph.context import SampleTicket
 from graph.models import EVIDENCE_MARK, PROPOSAL_MARK, TICKET_MARK, ScriptedChatModel, extract_block
 from tools.access import queries
 from tools.base import ToolContext
-from verifiers.support import Check, rule
+from verifiers.rules import Check, rule
 
 SYSTEM_ID = re.compile(r"\b[a-z][a-z0-9]*(?:-[a-z0-9]+)+\b")
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")

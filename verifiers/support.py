@@ -4,7 +4,6 @@ offline second-model argument checker."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage
@@ -20,18 +19,10 @@ from graph.models import (
 )
 from tools.base import ToolContext
 from tools.support import queries
+from verifiers.rules import Check, rule
 
-Check = tuple[bool, str]
 REFUNDABLE_STATUSES = frozenset({"shipped", "delivered"})
 ORDER_ID = re.compile(r"\bORD-\d{5}\b")
-
-
-def rule(rule_id: str) -> Callable[[Callable[..., Check]], Callable[..., Check]]:
-    """Tag a check with the rule id reported with its verdict."""
-    def tag(fn: Callable[..., Check]) -> Callable[..., Check]:
-        fn.rule_id = rule_id  # type: ignore[attr-defined]
-        return fn
-    return tag
 
 
 def _money(cents: int) -> str:

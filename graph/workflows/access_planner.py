@@ -8,12 +8,13 @@ it to the gate and the verifier to stop what must not happen.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage
 
-from graph.models import EVIDENCE_MARK, TICKET_MARK, ScriptedChatModel, extract_block
+from graph.models import EVIDENCE_MARK, TICKET_MARK, ScriptedChatModel, extract_block, find_evidence
 from verifiers.access import EMAIL, LEVEL, SYSTEM_ID
 
 GRANT = re.compile(r"\b(grant|give|need|request)\b", re.I)
@@ -41,11 +42,7 @@ class AccessPlanner(ScriptedChatModel):
     @staticmethod
     def next_call(ticket: dict[str, Any],
                   evidence: list[dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:
-        def found(tool: str, **match: Any) -> dict[str, Any] | None:
-            for e in reversed(evidence):
-                if e["tool"] == tool and all(e["args"].get(k) == v for k, v in match.items()):
-                    return e
-            return None
+        found = functools.partial(find_evidence, evidence)
 
         request_id = ticket.get("ticket_id", "")
         if found("escalate_to_human"):

@@ -8,12 +8,20 @@ have real work to do on the injection and over-limit tickets.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage
 
-from graph.models import EVIDENCE_MARK, TICKET_MARK, ScriptedChatModel, cents_in, extract_block
+from graph.models import (
+    EVIDENCE_MARK,
+    TICKET_MARK,
+    ScriptedChatModel,
+    cents_in,
+    extract_block,
+    find_evidence,
+)
 
 ORDER_ID = re.compile(r"\bORD-\d{5}\b")
 REFUND = re.compile(r"refund|money back|charged twice|double[- ]charged|duplicate charge", re.I)
@@ -69,11 +77,7 @@ class SupportPlanner(ScriptedChatModel):
 
     def next_call(self, ticket: dict[str, Any],
                   evidence: list[dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:
-        def found(tool: str, **match: Any) -> dict[str, Any] | None:
-            for e in reversed(evidence):
-                if e["tool"] == tool and all(e["args"].get(k) == v for k, v in match.items()):
-                    return e
-            return None
+        found = functools.partial(find_evidence, evidence)
 
         ticket_id = ticket.get("ticket_id", "")
         if found("escalate_to_human"):

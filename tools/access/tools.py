@@ -8,32 +8,15 @@ refuse what cannot be done at all (an unknown employee, a grant that is not ther
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 from tools.access import models as m
 from tools.access import queries
 from tools.base import ToolContext, ToolError, ToolRegistry, ToolSpec
-from tools.support.scope import fail_closed
-
-Clock = Callable[[], datetime]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _next_id(conn: sqlite3.Connection, table: str, column: str, prefix: str) -> str:
-    # table/column/prefix are constants from this module; ids are global, not per tenant.
-    row = conn.execute(
-        f"SELECT MAX(CAST(substr({column}, ?) AS INTEGER)) FROM {table} WHERE {column} LIKE ?",
-        (len(prefix) + 1, prefix + "%")).fetchone()
-    return f"{prefix}{(row[0] or 0) + 1:05d}"
-
-
-def _arg(args: Any, name: str) -> Any:
-    return args[name] if isinstance(args, Mapping) else getattr(args, name)
+from tools.common import Clock, fail_closed, next_id
+from tools.common import arg as _arg
+from tools.common import utc_now as _utc_now
 
 
 @fail_closed
@@ -91,7 +74,7 @@ class AccessTools:
             raise ToolError(f"employee {args.employee_id} not found")
         if queries.system(ctx.conn, ctx.tenant_id, args.system_id) is None:
             raise ToolError(f"system {args.system_id} not found")
-        grant_id = _next_id(ctx.conn, "grants", "grant_id", "GR-")
+        grant_id = next_id(ctx.conn, "grants", "grant_id", "GR-")
         try:
             ctx.conn.execute(
                 "INSERT INTO grants (grant_id, tenant_id, employee_id, system_id, level,"
@@ -120,7 +103,7 @@ class AccessTools:
                          args: m.AddRequestNoteInput) -> m.AddRequestNoteOutput:
         if queries.request(ctx.conn, ctx.tenant_id, args.request_id) is None:
             raise ToolError(f"request {args.request_id} not found")
-        note_id = _next_id(ctx.conn, "request_notes", "note_id", "NOTE-")
+        note_id = next_id(ctx.conn, "request_notes", "note_id", "NOTE-")
         ctx.conn.execute(
             "INSERT INTO request_notes (note_id, tenant_id, request_id, body, created_at, run_id)"
             " VALUES (?,?,?,?,?,?)",
@@ -131,7 +114,7 @@ class AccessTools:
                           args: m.EscalateToHumanInput) -> m.EscalateToHumanOutput:
         if queries.request(ctx.conn, ctx.tenant_id, args.request_id) is None:
             raise ToolError(f"request {args.request_id} not found")
-        escalation_id = _next_id(ctx.conn, "escalations", "escalation_id", "ESC-")
+        escalation_id = next_id(ctx.conn, "escalations", "escalation_id", "ESC-")
         ctx.conn.execute(
             "INSERT INTO escalations (escalation_id, tenant_id, request_id, reason, created_at,"
             " run_id) VALUES (?,?,?,?,?,?)",

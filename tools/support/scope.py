@@ -7,33 +7,12 @@ closed. Ids no tenant knows are left to the tool, which answers "not found".
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Mapping
 from typing import Any
 
-from tools.base import ScopeFn, ToolContext
+from tools.base import ToolContext
+from tools.common import arg as _arg
+from tools.common import fail_closed
 from tools.support import queries
-
-
-def _arg(args: Any, name: str) -> Any:
-    # The gate may pass the validated model or the raw dict; accept both.
-    if isinstance(args, Mapping):
-        return args[name]
-    return getattr(args, name)
-
-
-def fail_closed(check: Callable[[ToolContext, Any], str | None]) -> ScopeFn:
-    """Wrap a scope check so that any exception becomes a blocking reason."""
-
-    @functools.wraps(check)
-    def safe(ctx: ToolContext, args: Any) -> str | None:
-        try:
-            return check(ctx, args)
-        except Exception as exc:  # fail closed on anything, by design
-            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            return f"scope check failed: {detail}"
-
-    return safe
 
 
 @fail_closed

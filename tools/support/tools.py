@@ -8,31 +8,15 @@ only on the database content.
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC
 
 from tools.base import ToolContext, ToolError, ToolRegistry, ToolSpec
+from tools.common import Clock, next_id
+from tools.common import utc_now as _utc_now
 from tools.support import models as m
 from tools.support import queries
 from tools.support.faults import FaultPlan
 from tools.support.scope import customer_scope, email_scope, order_scope, ticket_scope
-
-Clock = Callable[[], datetime]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _next_id(conn: sqlite3.Connection, table: str, column: str, prefix: str) -> str:
-    # Ids are primary keys across tenants, so this is the one read not filtered by tenant;
-    # it returns only a number. table/column/prefix are constants from this module.
-    row = conn.execute(
-        f"SELECT MAX(CAST(substr({column}, ?) AS INTEGER)) FROM {table} WHERE {column} LIKE ?",
-        (len(prefix) + 1, prefix + "%"),
-    ).fetchone()
-    return f"{prefix}{(row[0] or 0) + 1:05d}"
 
 
 class SupportTools:
@@ -90,7 +74,7 @@ class SupportTools:
         # and the post-check confirms refunds never exceed payments.
         if queries.order_row(ctx.conn, ctx.tenant_id, args.order_id) is None:
             raise ToolError(f"order {args.order_id} not found")
-        refund_id = _next_id(ctx.conn, "refunds", "refund_id", "RF-")
+        refund_id = next_id(ctx.conn, "refunds", "refund_id", "RF-")
         ctx.conn.execute(
             "INSERT INTO refunds (refund_id, tenant_id, order_id, amount_cents, reason, status,"
             " created_at, run_id) VALUES (?, ?, ?, ?, ?, 'requested', ?, ?)",
@@ -105,7 +89,7 @@ class SupportTools:
     ) -> m.AddTicketNoteOutput:
         if queries.ticket_row(ctx.conn, ctx.tenant_id, args.ticket_id) is None:
             raise ToolError(f"ticket {args.ticket_id} not found")
-        note_id = _next_id(ctx.conn, "ticket_notes", "note_id", "NOTE-")
+        note_id = next_id(ctx.conn, "ticket_notes", "note_id", "NOTE-")
         ctx.conn.execute(
             "INSERT INTO ticket_notes (note_id, tenant_id, ticket_id, body, visibility,"
             " created_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -119,7 +103,7 @@ class SupportTools:
     ) -> m.EscalateToHumanOutput:
         if queries.ticket_row(ctx.conn, ctx.tenant_id, args.ticket_id) is None:
             raise ToolError(f"ticket {args.ticket_id} not found")
-        escalation_id = _next_id(ctx.conn, "escalations", "escalation_id", "ESC-")
+        escalation_id = next_id(ctx.conn, "escalations", "escalation_id", "ESC-")
         ctx.conn.execute(
             "INSERT INTO escalations (escalation_id, tenant_id, ticket_id, reason, created_at,"
             " run_id) VALUES (?, ?, ?, ?, ?, ?)",
