@@ -57,9 +57,17 @@ def run(work: Path, *, rounds: int, warmup: int = 1) -> dict[str, Any]:
     totals = {n: sum(row[n]["median_s"] for row in rows) for n in names}
     steps = {n: sum(row[n]["supersteps"] for row in rows) for n in names}
     calls = {n: sum(row[n]["tool_calls"] for row in rows) for n in names}
+    # The tickets signoff carries out (resolved): all three variants do the same tool work on
+    # them, so their ratios compare like with like; on the others (b) and (c) go on to do
+    # what signoff blocks.
+    same = [row for row in rows if row[names[0]]["outcome"] == "resolved"]
+    same_totals = {n: sum(row[n]["median_s"] for row in same) for n in names}
     return {"variants": names, "rows": rows, "totals": totals, "supersteps": steps,
             "tool_calls": calls, "rounds": rounds,
             "ratio_ab": totals[names[0]] / totals[names[1]],
             "ratio_ac": totals[names[0]] / totals[names[2]],
+            "same_work_tickets": [row["ticket"] for row in same],
+            "same_work_ratio_ab": same_totals[names[0]] / same_totals[names[1]],
+            "same_work_ratio_ac": same_totals[names[0]] / same_totals[names[2]],
             "threads_a": {row["ticket"]: last[(names[0], row["ticket"])].thread_id
                           for row in rows}}

@@ -138,7 +138,9 @@ def render(r: dict[str, Any]) -> str:
                 "verifier (rule invariants + checker model), approval, idempotency ledger, "
                 "recorder (traces + hash-chained audit), leases.",
                 "- **b: bare LangGraph**: the same graph shape with the controls removed: "
-                "plan -> execute -> plan, no gate, verify, ledger or trace.",
+                "plan, gate, verify, execute, postcheck and finish as nodes, the control nodes "
+                "passing everything through (no policy, verifier model, approval, ledger, kill "
+                "switch, trace or lease).",
                 "- **c: create_agent**: LangChain `create_agent` with HumanInTheLoopMiddleware "
                 "(refunds over $50, as the policy), ToolCallLimitMiddleware and "
                 "ModelCallLimitMiddleware (12 each, the policy's budgets) on the same tools "
@@ -169,6 +171,16 @@ def render(r: dict[str, Any]) -> str:
             ["(a)/(c)", f"{c['ratio_ac']:.2f}", "<= 1.5", "yes" if c["ratio_ac"] <= 1.5
              else "**no**", f"{per_step[a] / per_step[ag]:.2f}",
              f"{per_call[a] / per_call[ag]:.2f}"]]), ""]
+        if c.get("same_work_tickets"):
+            same = ", ".join(c["same_work_tickets"])
+            out += ["On the tickets signoff carries out (" + same + "), all three variants do "
+                    "the same tool calls, so this is the like-for-like figure; on the others "
+                    "(b) and (c) go on to carry out what signoff blocks:", "",
+                    table(["ratio, same work", "wall time", "target", "met"], [
+                        ["(a)/(b)", f"{c['same_work_ratio_ab']:.2f}", "<= 1.15",
+                         "yes" if c["same_work_ratio_ab"] <= 1.15 else "**no**"],
+                        ["(a)/(c)", f"{c['same_work_ratio_ac']:.2f}", "<= 1.5",
+                         "yes" if c["same_work_ratio_ac"] <= 1.5 else "**no**"]]), ""]
         out += ["Mean time per superstep: " + ", ".join(
             f"{v} {fmt_ms(per_step[v])} ms" for v in (a, b, ag)) + ".", ""]
     if r.get("bytes_per_ticket") or r.get("growth"):

@@ -2,8 +2,9 @@
 
 (a) SignoffVariant: the real Runner with every control on (gate, verifier, approval, ledger,
     recorder, audit), durability "sync", the SQLite checkpointer.
-(b) BareGraphVariant: the same graph shape with the controls removed: plan -> execute -> plan
-    on bare LangGraph + SqliteSaver, the same scripted planner and the same tools.
+(b) BareGraphVariant: the same graph shape with the controls removed: plan, gate, verify,
+    execute, postcheck and finish on bare LangGraph + SqliteSaver, the control nodes passing
+    everything through; the same scripted planner and the same tools.
 (c) AgentVariant: LangChain's create_agent with HumanInTheLoopMiddleware,
     ToolCallLimitMiddleware and ModelCallLimitMiddleware on the same tools (wrapped as
     LangChain tools), the same scripted planner behind an adapter, the same SqliteSaver.
@@ -139,7 +140,8 @@ class BareState(TypedDict):
 
 
 class BareGraphVariant:
-    """plan -> execute -> plan with the scripted planner; no gate, verifier, ledger or trace."""
+    """signoff's graph shape (plan, gate, verify, execute, postcheck, finish) on bare LangGraph
+    with the scripted planner and the same tools; the control nodes pass everything through."""
 
     name = "b: bare LangGraph"
 
@@ -192,15 +194,46 @@ class BareGraphVariant:
             return {"evidence": {f"{proposal['tool']}:{canonical_json(args)}": entry},
                     "tool_calls": state["tool_calls"] + 1}
 
+        # The control nodes keep their place in the graph and do nothing: the gate routes by
+        # the tool's kind alone, verify and postcheck pass, there is no approval, ledger,
+        # kill switch, trace or lease. What is left is the cost of the shape itself.
+        def gate(state: BareState) -> dict[str, Any]:
+            return {}
+
+        def verify(state: BareState) -> dict[str, Any]:
+            return {}
+
+        def postcheck(state: BareState) -> dict[str, Any]:
+            return {}
+
+        def finish(state: BareState) -> dict[str, Any]:
+            return {}
+
+        def mutates(state: BareState) -> bool:
+            proposal = state["proposal"] or {}
+            spec = self.registry.get(proposal.get("tool", ""))
+            return spec is not None and spec.mutates
+
         def after_plan(state: BareState) -> str:
-            return "execute" if state["proposal"] and state["tool_calls"] < LIMIT else END
+            return "gate" if state["proposal"] and state["tool_calls"] < LIMIT else "finish"
+
+        def after_gate(state: BareState) -> str:
+            return "verify" if mutates(state) else "execute"
+
+        def after_execute(state: BareState) -> str:
+            return "postcheck" if mutates(state) else "plan"
 
         g = StateGraph(BareState)
-        g.add_node("plan", plan)
-        g.add_node("execute", execute)
+        for name, fn in (("plan", plan), ("gate", gate), ("verify", verify),
+                         ("execute", execute), ("postcheck", postcheck), ("finish", finish)):
+            g.add_node(name, fn)
         g.add_edge(START, "plan")
-        g.add_conditional_edges("plan", after_plan, ["execute", END])
-        g.add_edge("execute", "plan")
+        g.add_conditional_edges("plan", after_plan, ["gate", "finish"])
+        g.add_conditional_edges("gate", after_gate, ["verify", "execute"])
+        g.add_edge("verify", "execute")
+        g.add_conditional_edges("execute", after_execute, ["postcheck", "plan"])
+        g.add_edge("postcheck", "plan")
+        g.add_edge("finish", END)
         return g
 
     def run(self, ticket: SampleTicket) -> TicketRun:

@@ -60,8 +60,13 @@ class LedgerOutcome:
 
 
 def ensure_ledger(conn: sqlite3.Connection) -> None:
-    conn.execute(LEDGER_SCHEMA)
-    conn.commit()
+    """Create the ledger table if it is missing; a read when it exists, so that processes
+    opening the database at the same time do not contend for the write lock."""
+    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'"
+                          " AND name = 'mutation_ledger'").fetchone()
+    if exists is None:
+        conn.execute(LEDGER_SCHEMA)
+        conn.commit()
 
 
 def recorded(conn: sqlite3.Connection, key: str) -> dict[str, Any] | None:

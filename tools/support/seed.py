@@ -220,8 +220,13 @@ def build_support_db(path: str | Path, seed: int = 7, *, overwrite: bool = False
     db = sqlite_utils.Database(building)
     try:
         _write(db, rows)
+        # WAL is stored in the file: set it while nobody else can have the file open, so
+        # processes opening it later never race to convert it.
+        db.execute("PRAGMA journal_mode=WAL")
     finally:
         db.close()
+    for stale in ("-wal", "-shm"):  # a replaced file's log must never be read as the new one's
+        target.with_name(target.name + stale).unlink(missing_ok=True)
     os.replace(building, target)
 
 
@@ -254,5 +259,6 @@ def open_support_db(path: str | Path) -> sqlite3.Connection:
     # pages through a rollback journal; it is as durable (synchronous stays FULL) and about
     # five times cheaper per commit here. The mode is stored in the file; this is a no-op
     # once set.
-    conn.execute("PRAGMA journal_mode=WAL")
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        conn.execute("PRAGMA journal_mode=WAL")  # a file built before WAL was the default
     return conn
