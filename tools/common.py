@@ -1,11 +1,14 @@
-"""Helpers every workflow's tools share: new row ids, a UTC clock, fail-closed scope checks."""
+"""Helpers every workflow's domain shares: opening and installing its database, new row ids,
+a UTC clock, fail-closed scope checks."""
 
 from __future__ import annotations
 
 import functools
+import os
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from tools.base import ScopeFn, ToolContext
@@ -47,3 +50,50 @@ def fail_closed(check: Callable[[ToolContext, Any], str | None]) -> ScopeFn:
             return f"scope check failed: {detail}"
 
     return safe
+
+
+def install_built_db(building: Path, target: Path) -> None:
+    """Move a database built aside into place, in WAL mode: set while nobody else can have the
+    file open, so processes opening it later never race to convert it. The replaced file's
+    -wal/-shm are removed so they can never be read as the new file's log."""
+    conn = sqlite3.connect(building)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+    finally:
+        conn.close()
+    for stale in ("-wal", "-shm"):
+        target.with_name(target.name + stale).unlink(missing_ok=True)
+    os.replace(building, target)
+
+
+def open_domain_db(path: str | Path, *, kind: str, tables: Iterable[str]) -> sqlite3.Connection:
+    """Open an existing domain database for tools: foreign keys on, rows as sqlite3.Row, WAL.
+
+    Raises FileNotFoundError when there is no such file and ValueError (one line) when the
+    file is not a `kind` database (unreadable, or missing one of `tables`). The caller owns
+    transactions; tools never commit.
+    """
+    source = Path(path)
+    if not source.is_file():
+        raise FileNotFoundError(f"{kind} database not found: {source}")
+    # mode=rw: never create a file here, even if it vanished since the check above.
+    conn = sqlite3.connect(source.resolve().as_uri() + "?mode=rw", uri=True,
+                           check_same_thread=False)
+    try:
+        found = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise ValueError(f"{source} is not a signoff {kind} database ({exc})") from None
+    missing = sorted(set(tables) - found)
+    if missing:
+        conn.close()
+        raise ValueError(f"{source} is not a signoff {kind} database "
+                         f"(missing tables: {', '.join(missing)})")
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA foreign_keys=ON")
+    # WAL: a mutation's commit (effect + ledger row) appends to the log instead of rewriting
+    # pages through a rollback journal; as durable (synchronous stays FULL), several times
+    # cheaper per commit. Files are built in WAL; this converts one built before that.
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        conn.execute("PRAGMA journal_mode=WAL")
+    return conn

@@ -6,13 +6,13 @@ systems (some of them production), the grants they hold today, and the sample re
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from pathlib import Path
 
 import sqlite_utils
 
 from tools.access.requests import TENANT, load_sample_requests
+from tools.common import install_built_db, open_domain_db
 
 GRANTED_AT = "2026-09-01T09:00:00Z"
 
@@ -114,26 +114,9 @@ def build_access_db(path: str | Path, *, overwrite: bool = False) -> None:
         _write(db)
     finally:
         db.close()
-    os.replace(building, target)
+    install_built_db(building, target)
 
 
 def open_access_db(path: str | Path) -> sqlite3.Connection:
-    """Open an existing access database for tools; ValueError (one line) if it is not one."""
-    source = Path(path)
-    if not source.is_file():
-        raise FileNotFoundError(f"access database not found: {source}")
-    conn = sqlite3.connect(source.resolve().as_uri() + "?mode=rw", uri=True,
-                           check_same_thread=False)
-    try:
-        found = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        raise ValueError(f"{source} is not a signoff access database ({exc})") from None
-    missing = sorted(set(TABLES) - found)
-    if missing:
-        conn.close()
-        raise ValueError(f"{source} is not a signoff access database "
-                         f"(missing tables: {', '.join(missing)})")
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA foreign_keys=ON")
-    return conn
+    """Open an existing access database for tools (see tools.common.open_domain_db)."""
+    return open_domain_db(path, kind="access", tables=TABLES)

@@ -7,7 +7,6 @@ fixed positions, so their ids (CUS-0001, ORD-10001, ...) do not depend on the se
 
 from __future__ import annotations
 
-import os
 import random
 import sqlite3
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any
 
 import sqlite_utils
 
+from tools.common import install_built_db, open_domain_db
 from tools.support.schema import NULLABLE, TABLE_NAMES, TABLES
 from tools.support.tickets import load_sample_tickets
 
@@ -220,45 +220,11 @@ def build_support_db(path: str | Path, seed: int = 7, *, overwrite: bool = False
     db = sqlite_utils.Database(building)
     try:
         _write(db, rows)
-        # WAL is stored in the file: set it while nobody else can have the file open, so
-        # processes opening it later never race to convert it.
-        db.execute("PRAGMA journal_mode=WAL")
     finally:
         db.close()
-    for stale in ("-wal", "-shm"):  # a replaced file's log must never be read as the new one's
-        target.with_name(target.name + stale).unlink(missing_ok=True)
-    os.replace(building, target)
+    install_built_db(building, target)
 
 
 def open_support_db(path: str | Path) -> sqlite3.Connection:
-    """Open an existing support database for tools: foreign keys on, rows as sqlite3.Row.
-
-    Raises FileNotFoundError when there is no such file and ValueError (one line) when the file
-    is not a support database. The caller owns transactions; tools never commit.
-    """
-    source = Path(path)
-    if not source.is_file():
-        raise FileNotFoundError(f"support database not found: {source}")
-    # mode=rw: never create a file here, even if it vanished since the check above.
-    conn = sqlite3.connect(source.resolve().as_uri() + "?mode=rw", uri=True,
-                           check_same_thread=False)
-    try:
-        found = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        raise ValueError(f"{source} is not a signoff support database ({exc})") from exc
-    missing = sorted(TABLE_NAMES - found)
-    if missing:
-        conn.close()
-        raise ValueError(
-            f"{source} is not a signoff support database (missing tables: {', '.join(missing)})"
-        )
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA foreign_keys=ON")
-    # WAL: a mutation's commit (effect + ledger row) appends to the log instead of rewriting
-    # pages through a rollback journal; it is as durable (synchronous stays FULL) and about
-    # five times cheaper per commit here. The mode is stored in the file; this is a no-op
-    # once set.
-    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-        conn.execute("PRAGMA journal_mode=WAL")  # a file built before WAL was the default
-    return conn
+    """Open an existing support database for tools (see tools.common.open_domain_db)."""
+    return open_domain_db(path, kind="support", tables=TABLE_NAMES)
