@@ -31,7 +31,7 @@ from graph.factory import build_graph
 from graph.models import ModelSettings, make_chat_model
 from graph.state import InputState, Ticket, usage_delta
 from graph.workflows import get_workflow
-from tools.base import validation_summary
+from tools.base import ToolRegistry, validation_summary
 from tools.ledger import ensure_ledger
 from verifiers.gate import Usage
 from verifiers.policy import Policy, PolicyError, load_policy
@@ -106,6 +106,8 @@ class Runner:
         self._savers = ExitStack()
         self._saver: SqliteSaver | None = None
         self._domain_dbs: dict[str, sqlite3.Connection] = {}
+        self._model_cache: dict[str, tuple[BaseChatModel, BaseChatModel]] = {}
+        self._registries: dict[str, ToolRegistry] = {}
 
     def _compiled(self, workflow: Workflow, saver: Any) -> CompiledStateGraph[Any, Any, Any, Any]:
         """The workflow's graph, compiled once per runner, bound to this drive's checkpointer.
@@ -306,11 +308,22 @@ class Runner:
         return roles[0] if roles else None
 
     def _models(self, workflow: Workflow) -> tuple[BaseChatModel, BaseChatModel]:
-        try:
-            return (make_chat_model(self.planner_settings, workflow.planner()),
+        """The planner and checker, built once per workflow: chat models hold no run state."""
+        if workflow.name not in self._model_cache:
+            try:
+                self._model_cache[workflow.name] = (
+                    make_chat_model(self.planner_settings, workflow.planner()),
                     make_chat_model(self.checker_settings, workflow.checker()))
-        except ValueError as exc:
-            raise SignoffError(str(exc)) from None
+            except ValueError as exc:
+                raise SignoffError(str(exc)) from None
+        return self._model_cache[workflow.name]
+
+    def _registry(self, workflow: Workflow) -> ToolRegistry:
+        """The workflow's tools, built once per runner (so a fault plan's "first N calls fail"
+        counts calls across the runner's drives, as a flaky back end would)."""
+        if workflow.name not in self._registries:
+            self._registries[workflow.name] = workflow.tools(self.tool_faults)
+        return self._registries[workflow.name]
 
     def _drive(self, record: RunRecord, workflow: Workflow, payload: Any) -> RunResult:
         policy, policy_error = self.load_policy(workflow)
@@ -320,7 +333,7 @@ class Runner:
         try:
             ctx = RunContext(
                 run_id=record.run_id, tenant_id=record.tenant_id, requester=record.requester,
-                workflow=workflow, registry=workflow.tools(self.tool_faults), policy=policy,
+                workflow=workflow, registry=self._registry(workflow), policy=policy,
                 policy_error=policy_error, planner=planner, checker=checker, db=db,
                 runs=self.runs, recorder=recorder, clock=self.clock, sleep=self.sleep,
                 price=self.price or (lambda model, tokens_in, tokens_out: 0.0),
