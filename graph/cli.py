@@ -196,11 +196,12 @@ def runs(status: str = typer.Option(None, help="Only runs with this status."),
     Example: signoff runs --status waiting_approval
     """
     table = Table()
-    for column in ("run", "workflow", "ticket", "tenant", "requester", "status", "reason"):
-        table.add_column(column)
+    for column in ("run", "workflow", "ticket", "tenant", "requester", "status"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("reason", overflow="fold")
     for r in make_runner().runs.list(status=status, limit=limit):
         table.add_row(r.run_id, r.workflow, r.ticket_id or "", r.tenant_id, r.requester,
-                      r.status, (r.reason or "")[:70])
+                      r.status, r.reason or "")
     out.print(table)
 
 
