@@ -45,8 +45,12 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+_runners: list[Runner] = []
+"""Runners a command opened; closed when it returns, so its stores are flushed and released."""
+
+
 def user_errors(fn: F) -> F:
-    """Turn user-facing errors into `error: ...` and exit 1."""
+    """Turn user-facing errors into `error: ...` and exit 1; close the command's runners."""
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -55,6 +59,9 @@ def user_errors(fn: F) -> F:
             fail(str(exc))
         except sqlite3.DatabaseError as exc:
             fail(f"database error: {exc} (is SIGNOFF_HOME pointing at signoff's data?)")
+        finally:
+            while _runners:
+                _runners.pop().close()
     return wrapper  # type: ignore[return-value]
 
 
@@ -75,8 +82,10 @@ def make_runner() -> Runner:
         raise SignoffError(str(exc)) from None
     from graph.observe import price_fn, recorder_factory
 
-    return Runner(home(), planner_settings=planner, checker_settings=checker,
-                  recorder_factory=recorder_factory(), price=price_fn())
+    runner = Runner(home(), planner_settings=planner, checker_settings=checker,
+                    recorder_factory=recorder_factory(), price=price_fn())
+    _runners.append(runner)
+    return runner
 
 
 def command_name() -> str:

@@ -7,12 +7,13 @@ turns trace recording off (the release gate reports it).
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 from graph.context import Workflow
 from graph.errors import SignoffError
-from observability import PriceTable, Recorder
+from observability import PriceTable, Recorder, StoreError
 
 
 def price_table() -> PriceTable:
@@ -32,7 +33,10 @@ def recorder_factory() -> Callable[..., Recorder] | None:
 
     def factory(home: object, workflow: Workflow) -> Recorder:
         root = getattr(home, "root", home)
-        return Recorder(Path(str(root)), prices=prices, pii_fields=workflow.pii_fields)
+        try:
+            return Recorder(Path(str(root)), prices=prices, pii_fields=workflow.pii_fields)
+        except (StoreError, sqlite3.DatabaseError) as exc:
+            raise SignoffError(f"cannot open the trace store: {exc}") from None
 
     return factory
 

@@ -345,10 +345,12 @@ class Runner:
                                    tenant_id=record.tenant_id, team=workflow.team,
                                    requester=record.requester, customer_id=record.customer_id,
                                    ticket_id=record.ticket_id, inputs=payload.get("ticket", {}))
-            if record.status != "running" or record.reason or record.pending:
-                self.runs.set_status(record.run_id, "running")  # a fresh run already is
             with self._checkpointer() as saver:
                 graph = self._compiled(workflow, saver)
+                # Only once everything the drive needs has opened: a bad file must leave a
+                # waiting run waiting.
+                if record.status != "running" or record.reason or record.pending:
+                    self.runs.set_status(record.run_id, "running")  # a fresh run already is
                 config = thread_config(record.run_id)
                 renewed = self.clock()
                 held = ""

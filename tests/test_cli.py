@@ -178,3 +178,20 @@ def test_every_command_has_help_with_an_example() -> None:
     walk(click_app)
     assert {"demo", "run", "runs", "status", "approve", "reject", "edit", "resume",
             "kill", "unkill"} <= set(names)
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("checkpoints.db", "is not a usable checkpoint database"),
+    ("traces.db", "cannot open the trace store"),
+    ("audit.db", "cannot open the trace store"),
+])
+def test_a_corrupt_store_leaves_the_waiting_run_waiting(home: Path, paused: str, name: str,
+                                                        expected: str) -> None:
+    for leftover in home.glob(f"{name}-*"):  # the -wal/-shm of the file being replaced
+        leftover.unlink()
+    (home / name).write_bytes(b"\x13garbage" * 500)
+    before = counts(home)
+    one_line_error(CliRunner().invoke(app, ["approve", paused, "--as", "lead@acme.example"]),
+                   expected)
+    assert counts(home) == before
+    assert "waiting_approval" in CliRunner().invoke(app, ["status", paused]).output
