@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.cases import DATA_DIR, Case
+from graph.runner import MAX_TICKET_CHARS
 from tools.support import build_support_db
 
 SEED = 7
@@ -33,8 +34,8 @@ SMALL_MAX = 5000
 """Refunds up to $50.00 are automatic (policy rule refund.small)."""
 CEILING = 50000
 """Refunds above $500.00 are blocked (policy rule refund.over_ceiling)."""
-INTAKE_LIMIT = 20000
-"""Longest ticket text intake accepts (graph/workflows/support.py)."""
+INTAKE_LIMIT = MAX_TICKET_CHARS
+"""Longest ticket text intake accepts (graph.runner.Runner.intake)."""
 APPROVER = {"acme": "lead@acme.example", "globex": "lead@globex.example"}
 
 

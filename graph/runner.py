@@ -37,6 +37,8 @@ from verifiers.gate import Usage
 from verifiers.policy import Policy, PolicyError, load_policy
 
 LEASE_TTL_S = 120.0
+MAX_TICKET_CHARS = 20_000
+"""Longest free-text ticket intake accepts, for every workflow."""
 SHADOW_STATUS = "recommended"
 """How a shadow run ends: at its first mutating proposal, recorded and never executed."""
 
@@ -228,6 +230,8 @@ class Runner:
             raise SignoffError(f"workflow {workflow.name} does not take free-text tickets")
         if not body.strip():
             raise SignoffError("the ticket text is empty")
+        if len(body) > MAX_TICKET_CHARS:
+            raise SignoffError(f"the ticket text is longer than {MAX_TICKET_CHARS} characters")
         return workflow.intake(self._domain_db(workflow), tenant_id=tenant_id, email=email,
                                subject=subject, body=body)
 
