@@ -168,10 +168,11 @@ class BareGraphVariant:
         self.conn = open_support_db(self.home / "support.db")
 
     def _build(self) -> StateGraph:
+        # The same model work as signoff's plan node: the tool contracts bound once, the
+        # ticket and the evidence sent as JSON, the first tool call taken.
+        model = self.planner.bind_tools([spec.openai_schema() for spec in self.registry])
+
         def plan(state: BareState) -> dict[str, Any]:
-            # The same model work as signoff's plan node: bind the tool contracts, send the
-            # ticket and the evidence as JSON, take the first tool call.
-            model = self.planner.bind_tools([spec.openai_schema() for spec in self.registry])
             evidence = [{"tool": e["tool"], "args": e["args"], "result": e["result"],
                          "error": e["error"]} for e in state["evidence"].values()]
             reply = model.invoke([

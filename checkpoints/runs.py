@@ -167,10 +167,16 @@ class RunStore:
         return [self.get(run_id) for run_id in ids]
 
     def set_status(self, run_id: str, status: str, *, reason: str | None = None,
-                   pending: dict[str, Any] | None = None) -> None:
+                   pending: dict[str, Any] | None = None, release: str | None = None) -> None:
+        """Set the run's status; with `release=owner`, also give up that owner's lease in the
+        same committed write."""
         self.conn.execute(
-            "UPDATE runs SET status = ?, reason = ?, pending = ?, updated_at = ? WHERE run_id = ?",
-            (status, reason, json.dumps(pending) if pending else None, self.clock(), run_id),
+            "UPDATE runs SET status = ?, reason = ?, pending = ?, updated_at = ?,"
+            " lease_owner = CASE WHEN lease_owner = ? THEN NULL ELSE lease_owner END,"
+            " lease_expires = CASE WHEN lease_owner = ? THEN NULL ELSE lease_expires END"
+            " WHERE run_id = ?",
+            (status, reason, json.dumps(pending) if pending else None, self.clock(), release,
+             release, run_id),
         )
 
     def acquire_lease(self, run_id: str, owner: str, ttl: float) -> None:

@@ -9,14 +9,18 @@ never checkpointed.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+from langchain_core.runnables import Runnable
 
 from tools.base import ToolContext, ToolRegistry
 from verifiers.gate import FactsFn
@@ -60,6 +64,15 @@ class Recorder(Protocol):
                  actor: str | None = None) -> None: ...
     def evidence(self, run_id: str, event_key: str, *, source: str, ref: str) -> None: ...
     def finish_run(self, run_id: str, *, outcome: str, reason: str | None) -> None: ...
+    def batch(self) -> AbstractContextManager[None]:
+        """Hold the events recorded in the block and write them together at its end."""
+        ...
+    def capture(self) -> AbstractContextManager[list[Any]]:
+        """Hold the events recorded in the block, unwritten, in the list it yields."""
+        ...
+    def write(self, events: Sequence[Any]) -> None:
+        """Write held events (idempotent: writing them again changes nothing)."""
+        ...
     def close(self) -> None: ...
 
 
@@ -135,6 +148,14 @@ class RunContext:
     """Fault-injection hooks for crash tests (see checkpoints.faults); None in production."""
     requester_role: str | None = None
     """The requester's role recorded when the run started (for segregation of duties)."""
+    events_in_writes: bool = False
+    """Return each node's recorded events in its writes (the `events` channel) instead of
+    writing them when the node ends; the runner sets this and writes them after the drive."""
+
+    @functools.cached_property
+    def bound_planner(self) -> Runnable[Any, BaseMessage]:
+        """The planner with the registry's tool contracts bound, once per drive."""
+        return self.planner.bind_tools([spec.openai_schema() for spec in self.registry])
 
     def tool_ctx(self, ticket: Mapping[str, Any]) -> ToolContext:
         return ToolContext(conn=self.db, tenant_id=self.tenant_id, run_id=self.run_id,

@@ -7,11 +7,14 @@ and edges (see graph.extensions) without touching the core nodes or routers.
 
 from __future__ import annotations
 
+import functools
 import typing
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import get_runtime
 
 from graph import routing
 from graph.context import RunContext
@@ -31,7 +34,7 @@ from graph.nodes.gate import gate
 from graph.nodes.plan import plan
 from graph.nodes.postcheck import postcheck
 from graph.nodes.verify import verify
-from graph.state import AgentState, InputState, OutputState
+from graph.state import EVENTS, AgentState, InputState, OutputState
 
 CORE_NODES: dict[str, NodeFn] = {
     "plan": plan, "gate": gate, "verify": verify, "approve": approve, "execute": execute,
@@ -150,6 +153,40 @@ def _check_reachable(wiring: _Wiring) -> None:
         raise ExtensionError(f"node(s) {', '.join(unreachable)} cannot be reached from START")
 
 
+def _recorded_together(fn: NodeFn) -> NodeFn:
+    """`fn`, with the trace and audit events it records held while it runs.
+
+    Under the runner (`events_in_writes`) they are added to the node's writes, so LangGraph
+    saves them in the same transaction as the node's state: an event is stored exactly when
+    its node's effect on the run is. Otherwise, and when the node raises, they are written
+    to the stores when it ends.
+    """
+
+    @functools.wraps(fn)  # LangGraph reads fn's signature through __wrapped__
+    def node(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        context = get_runtime(RunContext).context
+        recorder = context.recorder if isinstance(context, RunContext) else None
+        if recorder is None:
+            return fn(*args, **kwargs)
+        if not context.events_in_writes:
+            with recorder.batch():
+                return fn(*args, **kwargs)
+        with recorder.capture() as events:
+            try:
+                update = fn(*args, **kwargs)
+            except BaseException:
+                recorder.write(events)
+                raise
+        if not events:
+            return update
+        if not isinstance(update, dict):  # nowhere to put them: store them now
+            recorder.write(events)
+            return update
+        return {**update, EVENTS: events}
+
+    return node
+
+
 def build_graph(extensions: Sequence[Extension] = (),
                 ) -> StateGraph[AgentState, RunContext, InputState, OutputState]:
     """plan -> gate -> (verify -> (approve ->)) execute -> postcheck -> plan, until the planner
@@ -162,7 +199,7 @@ def build_graph(extensions: Sequence[Extension] = (),
     g = StateGraph(AgentState, context_schema=RunContext, input_schema=InputState,
                    output_schema=OutputState)
     for name, fn in wiring.nodes.items():
-        g.add_node(name, fn)  # type: ignore[call-overload]
+        g.add_node(name, _recorded_together(fn))  # type: ignore[call-overload]
     g.add_edge(START, wiring.entry)
     for source, branch in wiring.branches.items():
         path_map: Mapping[Hashable, str] | None = branch.path_map

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models.chat_models import BaseChatModel
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
@@ -29,7 +30,7 @@ from graph.context import Recorder, RunContext, SampleTicket, Workflow
 from graph.errors import BadDecision, NotWaiting, SignoffError
 from graph.factory import build_graph
 from graph.models import ModelSettings, make_chat_model
-from graph.state import InputState, Ticket, usage_delta
+from graph.state import EVENTS, InputState, Ticket, usage_delta
 from graph.workflows import get_workflow
 from tools.base import ToolRegistry, validation_summary
 from tools.ledger import ensure_ledger
@@ -73,6 +74,14 @@ class RunResult:
     ticket_id: str | None
     usage: Usage | None = None
     """What the run has spent so far: model calls, tokens, tool calls, retries, cost."""
+
+
+def events_in_history(saver: BaseCheckpointSaver[Any], run_id: str) -> list[Any]:
+    """Every trace and audit event saved in the run's checkpoint writes, oldest first."""
+    steps = [[event for _task, channel, value in tup.pending_writes or ()
+              if channel == EVENTS and isinstance(value, list) for event in value]
+             for tup in saver.list(thread_config(run_id))]  # type: ignore[arg-type]
+    return [event for step in reversed(steps) for event in step]
 
 
 @dataclass
@@ -244,8 +253,12 @@ class Runner:
             if record.terminal or record.status == SHADOW_STATUS:
                 raise NotWaiting(f"run {run_id} already ended: {record.status}")
             workflow = get_workflow(record.workflow)
+            recorder = self._recorder(workflow)
             with self._checkpointer() as saver:
                 started = saver.get_tuple(thread_config(run_id)) is not None  # type: ignore[arg-type]
+                if started and recorder is not None:
+                    # The drive that died may have saved nodes' events it never wrote.
+                    recorder.write(events_in_history(saver, run_id))
             payload: Any = None if started else record.inputs
             return self._drive(record, workflow, payload)
 
@@ -341,7 +354,8 @@ class Runner:
                 policy_error=policy_error, planner=planner, checker=checker, db=db,
                 runs=self.runs, recorder=recorder, clock=self.clock, sleep=self.sleep,
                 price=self.price or (lambda model, tokens_in, tokens_out: 0.0),
-                faults=self.faults, requester_role=record.requester_role)
+                faults=self.faults, requester_role=record.requester_role,
+                events_in_writes=recorder is not None)
             if recorder is not None and isinstance(payload, dict):
                 recorder.start_run(record.run_id, workflow=workflow.name,
                                    workflow_version=workflow.version,
@@ -359,21 +373,32 @@ class Runner:
                 renewed = self.clock()
                 held = ""
                 breakpoints = ["execute"] if self.shadow else None
-                while True:
-                    for _ in graph.stream(payload, config,  # type: ignore[call-overload]
-                                          context=ctx, durability=DURABILITY,
-                                          stream_mode="updates", interrupt_before=breakpoints):
-                        # Renewing is a committed write; once a quarter of the TTL is plenty.
-                        if self.clock() - renewed >= self.lease_ttl / 4:
-                            self.runs.renew_lease(record.run_id, self.owner, self.lease_ttl)
-                            renewed = self.clock()
-                    snapshot = graph.get_state(config)  # type: ignore[arg-type]
-                    # Shadow mode breaks before execute, the only node that mutates: reads go on.
-                    held = (snapshot.values.get("proposal") or {}).get("tool", "")
-                    spec = ctx.registry.get(held)
-                    if snapshot.next != ("execute",) or spec is None or spec.mutates:
-                        break
-                    payload = None
+                events: list[Any] = []  # each node's, already saved in its checkpoint writes
+                try:
+                    while True:
+                        for chunk in graph.stream(payload, config,  # type: ignore[call-overload]
+                                                  context=ctx, durability=DURABILITY,
+                                                  stream_mode="updates",
+                                                  interrupt_before=breakpoints):
+                            for update in chunk.values():
+                                if isinstance(update, dict) and EVENTS in update:
+                                    events.extend(update[EVENTS])
+                            # Renewing is a committed write; once a quarter of the TTL is plenty.
+                            if self.clock() - renewed >= self.lease_ttl / 4:
+                                self.runs.renew_lease(record.run_id, self.owner, self.lease_ttl)
+                                renewed = self.clock()
+                        snapshot = graph.get_state(config)  # type: ignore[arg-type]
+                        # Shadow mode breaks before execute, the only node that mutates.
+                        held = (snapshot.values.get("proposal") or {}).get("tool", "")
+                        spec = ctx.registry.get(held)
+                        if snapshot.next != ("execute",) or spec is None or spec.mutates:
+                            break
+                        payload = None
+                finally:
+                    # One transaction per store for the whole drive. Should the process die
+                    # first, `resume` writes them from the checkpoint history.
+                    if recorder is not None and events:
+                        recorder.write(events)
             values = snapshot.values
             reason: str | None
             if self.shadow and (snapshot.interrupts or snapshot.next == ("execute",)):
@@ -392,7 +417,10 @@ class Runner:
                 reason, pending = values.get("reason"), None
                 if recorder is not None:
                     recorder.finish_run(record.run_id, outcome=status, reason=reason)
-            self.runs.set_status(record.run_id, status, reason=reason, pending=pending)
+            # The drive is over: the status and the lease's release are one committed write (the
+            # callers' own release then finds nothing to do).
+            self.runs.set_status(record.run_id, status, reason=reason, pending=pending,
+                                 release=self.owner)
             return RunResult(run_id=record.run_id, status=status, reason=reason,
                              pending=pending, mutations=values.get("mutations", 0),
                              ticket_id=record.ticket_id, usage=values.get("usage"))

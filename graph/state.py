@@ -100,6 +100,15 @@ def usage_delta(**kwargs: float) -> Usage:
     return base
 
 
+def keep_nothing(left: list[Any], right: list[Any]) -> list[Any]:
+    """The reducer of `events`: they live in the node's checkpointed writes, not in state."""
+    return []
+
+
+EVENTS = "events"
+"""The channel a node's trace and audit events ride in (see graph.factory)."""
+
+
 class AgentState(TypedDict):
     """State of one run (one LangGraph thread)."""
 
@@ -123,6 +132,10 @@ class AgentState(TypedDict):
     first_warning_at: NotRequired[float | None]
     outcome: NotRequired[Outcome]
     reason: NotRequired[str]
+    events: Annotated[list[Any], keep_nothing]
+    """The trace and audit events a node recorded, saved with its other writes in one
+    checkpoint transaction (an outbox); the runner writes them to the stores after the
+    drive. State itself keeps none of them."""
 
 
 class InputState(TypedDict):

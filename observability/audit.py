@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from observability.chain import (
     GENESIS_HASH,
@@ -21,7 +21,8 @@ from observability.chain import (
 )
 from observability.db import AUDIT_FILE, StoreError, canonical_json, checkpoint_and_close, connect
 
-__all__ = ["GENESIS_HASH", "AuditLog", "AuditVerification", "entry_hash", "verify_audit"]
+__all__ = ["GENESIS_HASH", "AuditEntry", "AuditLog", "AuditVerification", "entry_hash",
+           "verify_audit"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -40,6 +41,18 @@ CREATE TABLE IF NOT EXISTS audit_anchor (
     purged_at REAL NOT NULL
 );
 """
+
+
+class AuditEntry(NamedTuple):
+    """One entry to append."""
+
+    kind: str
+    run_id: str | None
+    payload: dict[str, Any]
+    dedupe_key: str | None
+    """An entry whose dedupe_key was already logged is skipped."""
+    at: float | None
+    """The event's time; None means the log's clock."""
 
 
 class AuditLog:
@@ -79,15 +92,25 @@ class AuditLog:
 
         `at` defaults to the clock; the recorder passes its event's time so both agree.
         """
+        return self.append_many([AuditEntry(kind, run_id, payload, dedupe_key, at)])[0]
+
+    def append_many(self, entries: list[AuditEntry]) -> list[int | None]:
+        """Append entries in order, in one transaction; each one's seq, or None if skipped."""
+        if not entries:
+            return []
+        seqs: list[int | None] = []
         with self._lock, self._write() as conn:
-            if (
-                dedupe_key is not None
-                and conn.execute(
-                    "SELECT 1 FROM audit WHERE dedupe_key = ?", (dedupe_key,)
-                ).fetchone()
-            ):
-                return None
-            return self._insert(kind, run_id, payload, dedupe_key, at)
+            for kind, run_id, payload, dedupe_key, at in entries:
+                if (
+                    dedupe_key is not None
+                    and conn.execute(
+                        "SELECT 1 FROM audit WHERE dedupe_key = ?", (dedupe_key,)
+                    ).fetchone()
+                ):
+                    seqs.append(None)
+                else:
+                    seqs.append(self._insert(kind, run_id, payload, dedupe_key, at))
+        return seqs
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from observability.audit import AuditLog
+from observability.audit import AuditEntry, AuditLog
 from observability.db import TRACES_FILE, canonical_json, checkpoint_and_close, connect
 from observability.prices import PriceTable
 from observability.redact import Redactor
@@ -23,11 +25,24 @@ WARNING_VERDICTS = frozenset({"yellow", "red", "blocked", "fail", "reject"})
 _STOP_KINDS = frozenset({"fallback", "kill"})
 
 
+Event = list[Any]
+"""One recorded write, as plain data so it can travel in a checkpoint:
+["insert", table, row], ["set_once", column, value, run_id] or
+["audit", kind, run_id, payload, dedupe_key, at]."""
+
+_TABLES = frozenset({"runs", "model_calls", "tool_calls", "decisions", "evidence"})
+_SET_ONCE = frozenset({"first_warning_at", "fallback_at"})
+_COLUMN = re.compile(r"^[a-z_]+$")
+
+
 class Recorder:
-    """Writes each event in its own short transaction, redacted, at most once per event_key.
+    """Writes events redacted, at most once per event_key, in short transactions.
 
     LangGraph re-runs nodes on resume and replay, so every method may be called again with
-    the same key; the repeat is ignored. Thread-safe: one connection per store, one lock.
+    the same key; the repeat is ignored. Outside `capture()`/`batch()` each event is written
+    at once; inside, the block's events are held and written together, one transaction per
+    store. Thread-safe: one connection per store, one lock; a capture belongs to the thread
+    that opened it.
     """
 
     def __init__(
@@ -47,18 +62,95 @@ class Recorder:
         self._conn = connect(self._home / TRACES_FILE, create=True)
         ensure_trace_schema(self._conn)
         self._audit = AuditLog(self._home, clock=clock)
+        self._local = threading.local()
 
     # -- writing -------------------------------------------------------------------------
 
-    def _insert(self, table: str, row: dict[str, Any]) -> bool:
-        """INSERT OR IGNORE one row in its own transaction; True if it was new."""
-        columns = ", ".join(row)
-        marks = ", ".join("?" for _ in row)
-        with self._lock:
-            cursor = self._conn.execute(
-                f"INSERT OR IGNORE INTO {table} ({columns}) VALUES ({marks})", tuple(row.values())
-            )
-        return cursor.rowcount == 1
+    @contextmanager
+    def capture(self) -> Iterator[list[Event]]:
+        """Hold the events this thread records in the block instead of writing them.
+
+        The caller writes them later with `write()`: the runner first stores them with the
+        node's checkpoint writes (one transaction), then writes them here when the drive ends.
+        """
+        outer = getattr(self._local, "held", None)
+        held: list[Event] = []
+        self._local.held = held
+        try:
+            yield held
+        finally:
+            self._local.held = outer
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Hold the events recorded in the block and write them when it ends, also when it
+        raises (a failing node's events are kept)."""
+        with self.capture() as held:
+            try:
+                yield
+            finally:
+                self.write(held)
+
+    def write(self, events: Sequence[Event]) -> None:
+        """Write held events: one transaction for the traces, one for the audit log.
+
+        Every event is idempotent, so writing the same events twice changes nothing. An
+        event that is not one this recorder makes raises ValueError and nothing is written.
+        """
+        statements: list[tuple[str, tuple[Any, ...]]] = []
+        entries: list[AuditEntry] = []
+        for event in events:
+            statements_or_entry = self._statement(event)
+            if isinstance(statements_or_entry, AuditEntry):
+                entries.append(statements_or_entry)
+            else:
+                statements.append(statements_or_entry)
+        if statements:
+            with self._lock:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for sql, params in statements:
+                        self._conn.execute(sql, params)
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+        self._audit.append_many(entries)
+
+    @staticmethod
+    def _statement(event: Event) -> tuple[str, tuple[Any, ...]] | AuditEntry:
+        # Events may come back from a checkpoint: table and column names are checked before
+        # they are put in SQL.
+        kind = event[0] if event else None
+        if kind == "insert" and len(event) == 3 and event[1] in _TABLES:
+            row = dict(event[2])
+            if row and all(_COLUMN.match(column) for column in row):
+                columns = ", ".join(row)
+                marks = ", ".join("?" for _ in row)
+                return (f"INSERT OR IGNORE INTO {event[1]} ({columns}) VALUES ({marks})",
+                        tuple(row.values()))
+        elif kind == "set_once" and len(event) == 4 and event[1] in _SET_ONCE:
+            column = event[1]
+            return (f"UPDATE runs SET {column} = ? WHERE run_id = ? AND {column} IS NULL",
+                    (event[2], event[3]))
+        elif kind == "audit" and len(event) == 6:
+            return AuditEntry(*event[1:])
+        raise ValueError(f"not a recorder event: {str(event)[:80]}")
+
+    def _emit(self, event: Event) -> None:
+        """Write one event now, or hold it when this thread is inside capture()."""
+        held: list[Event] | None = getattr(self._local, "held", None)
+        if held is None:
+            self.write([event])
+        else:
+            held.append(event)
+
+    def _insert(self, table: str, row: dict[str, Any]) -> None:
+        """INSERT OR IGNORE one row: a repeated event_key changes nothing."""
+        self._emit(["insert", table, row])
+
+    def _append_audit(self, entry: AuditEntry) -> None:
+        self._emit(["audit", *entry])
 
     def _json(self, value: Any) -> str | None:
         return None if value is None else canonical_json(self._redactor.value(value))
@@ -101,27 +193,13 @@ class Recorder:
             "inputs": self._json(inputs),
             "started_at": started_at,
         }
-        if self._insert("runs", row):
-            payload = {
-                k: row[k]
-                for k in (
-                    "workflow",
-                    "workflow_version",
-                    "policy_version",
-                    "tenant_id",
-                    "team",
-                    "requester",
-                    "customer_id",
-                    "ticket_id",
-                )
-            }
-            self._audit.append(
-                "run_started",
-                run_id,
-                payload,
-                dedupe_key=f"{run_id}\x1fstart",
-                at=started_at,
-            )
+        self._insert("runs", row)
+        # Unconditional: the dedupe key makes a repeat a no-op, and a crash between the two
+        # writes heals on the next call.
+        keys = ("workflow", "workflow_version", "policy_version", "tenant_id", "team",
+                "requester", "customer_id", "ticket_id")
+        self._append_audit(AuditEntry("run_started", run_id, {k: row[k] for k in keys},
+                                      f"{run_id}\x1fstart", started_at))
 
     def evidence(self, run_id: str, event_key: str, *, source: str, ref: str) -> None:
         """Record a reference (e.g. "orders:A-1001") to evidence the run relied on."""
@@ -205,12 +283,8 @@ class Recorder:
                 "error": row["error"],
                 "ok": ok,
             }
-            self._audit.append(
-                "mutation",
-                run_id,
-                payload,
-                dedupe_key=f"{run_id}\x1fevent\x1f{event_key}",
-                at=at,
+            self._append_audit(
+                AuditEntry("mutation", run_id, payload, f"{run_id}\x1fevent\x1f{event_key}", at)
             )
 
     def decision(
@@ -247,25 +321,18 @@ class Recorder:
             "actor": actor,
             "data": self._json(data),
         }
-        if self._insert("decisions", row):
-            with self._lock:
-                if verdict in WARNING_VERDICTS or kind in _STOP_KINDS:
-                    self._conn.execute(
-                        "UPDATE runs SET first_warning_at = ? WHERE run_id = ?"
-                        " AND first_warning_at IS NULL",
-                        (at, run_id),
-                    )
-                if kind in _STOP_KINDS:
-                    self._conn.execute(
-                        "UPDATE runs SET fallback_at = ? WHERE run_id = ? AND fallback_at IS NULL",
-                        (at, run_id),
-                    )
+        self._insert("decisions", row)
+        # Both set a time only once, so a repeated decision changes nothing.
+        if verdict in WARNING_VERDICTS or kind in _STOP_KINDS:
+            self._emit(["set_once", "first_warning_at", at, run_id])
+        if kind in _STOP_KINDS:
+            self._emit(["set_once", "fallback_at", at, run_id])
         payload = {
             k: row[k]
             for k in ("event_key", "step", "verdict", "rule_id", "reason", "actor", "data")
         }
-        self._audit.append(
-            kind, run_id, payload, dedupe_key=f"{run_id}\x1fevent\x1f{event_key}", at=at
+        self._append_audit(
+            AuditEntry(kind, run_id, payload, f"{run_id}\x1fevent\x1f{event_key}", at)
         )
 
     def finish_run(self, run_id: str, *, outcome: str, reason: str | None) -> None:
@@ -280,12 +347,9 @@ class Recorder:
                 " WHERE run_id = ? AND finished_at IS NULL",
                 (outcome, reason_text, at, run_id),
             )
-        self._audit.append(
-            "run_finished",
-            run_id,
-            {"outcome": outcome, "reason": reason_text},
-            dedupe_key=f"{run_id}\x1ffinish",
-            at=at,
+        self._append_audit(
+            AuditEntry("run_finished", run_id, {"outcome": outcome, "reason": reason_text},
+                       f"{run_id}\x1ffinish", at)
         )
 
     def close(self) -> None:

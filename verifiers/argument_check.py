@@ -4,6 +4,7 @@ unparseable answer is a failing verdict."""
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -12,6 +13,7 @@ from typing import Any, Literal
 
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, Field, ValidationError
 
 from graph.models import EVIDENCE_MARK, PROPOSAL_MARK, TICKET_MARK
@@ -36,6 +38,13 @@ class ArgumentVerdict(BaseModel):
 
     verdict: Literal["pass", "fail"] = Field(description="pass if the arguments are justified")
     reason: str = Field(description="one sentence: why", max_length=500)
+
+
+@functools.cache
+def verdict_tool() -> dict[str, Any]:
+    """ArgumentVerdict as a function-calling schema, built once (pydantic's JSON schema
+    generation is the slowest part of binding it)."""
+    return convert_to_openai_tool(ArgumentVerdict)
 
 
 @dataclass(frozen=True)
@@ -69,7 +78,7 @@ def check_arguments(checker: BaseChatModel, model_name: str, ticket: Mapping[str
         # Structured output by forced tool call, parsed here: the same request
         # with_structured_output(method="function_calling") sends, without its parallel
         # raw/parsed runnable, which starts threads on every call.
-        bound = checker.bind_tools([ArgumentVerdict], tool_choice=VERDICT_TOOL)
+        bound = checker.bind_tools([verdict_tool()], tool_choice=VERDICT_TOOL)
         reply = bound.invoke(checker_messages(ticket, evidence, tool, args, origin))
     except Exception as exc:  # noqa: BLE001 - fail closed
         return CheckOutcome(False, f"argument checker failed: {exc}", model_name, 0, 0,

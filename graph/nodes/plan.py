@@ -48,10 +48,9 @@ def _storable(value: Any) -> bool:
 def plan(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ctx = runtime.context
     step = state["step"] + 1
-    model = ctx.planner.bind_tools([spec.openai_schema() for spec in ctx.registry])
     started = time.perf_counter()
     try:
-        reply = model.invoke(planner_messages(state, ctx))
+        reply = ctx.bound_planner.invoke(planner_messages(state, ctx))
     except Exception as exc:  # noqa: BLE001 - a model outage ends in a safe hand-off
         return {"step": step, "proposal": None, "usage": usage_delta(model_calls=1),
                 "outcome": "failed", "reason": f"planner model failed: {exc}"}
@@ -66,8 +65,10 @@ def plan(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         ctx.recorder.model_call(state["run_id"], f"plan:{step}", node="plan", model=name,
                                 tokens_in=tokens_in, tokens_out=tokens_out, latency_s=latency)
     usage = usage_delta(model_calls=1, tokens=tokens_in + tokens_out, cost_usd=cost)
-    update: dict[str, Any] = {"step": step, "usage": usage, "gate": None, "verdict": None,
-                              "approval": None}
+    update: dict[str, Any] = {"step": step, "usage": usage}
+    # The last proposal's judgements do not carry over to the next one. Only channels that
+    # hold something are cleared: every write is a row in the checkpoint.
+    update.update({k: None for k in ("gate", "verdict", "approval") if state.get(k) is not None})
 
     proposal: Proposal | None = None
     if reply.tool_calls:

@@ -1,0 +1,119 @@
+"""A node's trace and audit events are saved with its checkpoint writes, then written to the
+stores when the drive ends; a drive that dies in between loses none of them."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from checkpoints.faults import CrashFaults
+from graph.observe import recorder_factory
+from graph.runner import Home, Runner
+from graph.workflows import get_workflow
+from observability import verify_audit
+from tests.conftest import sample
+from tools.support.faults import FaultPlan
+
+TABLES = ("model_calls", "tool_calls", "decisions", "evidence")
+
+
+def trace_counts(home: Path, run_id: str) -> dict[str, int]:
+    with sqlite3.connect(home / "traces.db") as conn:
+        return {t: conn.execute(f"SELECT COUNT(*) FROM {t} WHERE run_id = ?",
+                                (run_id,)).fetchone()[0] for t in TABLES}
+
+
+def audit_kinds(home: Path, run_id: str) -> list[str]:
+    with sqlite3.connect(home / "audit.db") as conn:
+        return [r[0] for r in conn.execute(
+            "SELECT kind FROM audit WHERE run_id = ? ORDER BY seq", (run_id,))]
+
+
+def traced_runner(home: Path, faults: CrashFaults | None = None, **kwargs: object) -> Runner:
+    runner = Runner(Home(home), recorder_factory=recorder_factory(), faults=faults,
+                    **kwargs)  # type: ignore[arg-type]
+    if not (home / "support.db").exists():
+        runner.ensure_domain_db(get_workflow("support"))
+    return runner
+
+
+def start_in_child(home: Path, kill_at: int) -> None:
+    """Start TKT-1001 in a forked child that SIGKILLs itself at kill point `kill_at`."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            traced_runner(home, CrashFaults(kill_at)).start(
+                "support", sample("TKT-1001"), requester="ops@signoff.local")
+        finally:
+            os._exit(3)  # reached only if the kill point never came
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status), "the child was meant to die at its kill point"
+
+
+def test_events_reach_the_stores_when_the_drive_ends(tmp_path: Path) -> None:
+    runner = traced_runner(tmp_path)
+    done = runner.start("support", sample("TKT-1001"), requester="ops@signoff.local")
+    runner.close()
+    assert done.status == "resolved"
+    counts = trace_counts(tmp_path, done.run_id)
+    assert counts["tool_calls"] == 4 and counts["decisions"] >= 6 and counts["model_calls"] >= 5
+    assert audit_kinds(tmp_path, done.run_id)[0] == "run_started"
+    assert audit_kinds(tmp_path, done.run_id)[-1] == "run_finished"
+
+
+@pytest.mark.parametrize("point", ["after_checkpoint", "after_writes"])
+def test_a_drive_killed_midway_loses_no_event_and_repeats_none(tmp_path: Path,
+                                                               point: str) -> None:
+    reference_home = tmp_path / "reference"
+    faults = CrashFaults(None)  # counts the kill points of a fault-free run
+    reference = traced_runner(reference_home, faults)
+    done = reference.start("support", sample("TKT-1001"), requester="ops@signoff.local")
+    reference.close()
+    expected_trace = trace_counts(reference_home, done.run_id)
+    expected_audit = audit_kinds(reference_home, done.run_id)
+    # Die at the last such point before the run ends: every node but the final ones saved.
+    kill_at = max(i for i, label in enumerate(faults.labels, 1) if label.startswith(point))
+
+    home = tmp_path / "crashed"
+    traced_runner(home).close()  # the sample data, made before the child starts
+    start_in_child(home, kill_at)
+    with sqlite3.connect(home / "control.db") as conn:
+        (run_id,) = conn.execute("SELECT run_id FROM runs").fetchone()
+    # The dead drive never wrote its nodes' events: they are only in its checkpoint writes.
+    assert trace_counts(home, run_id)["tool_calls"] == 0
+
+    runner = traced_runner(home)
+    resumed = runner.resume(run_id)
+    runner.close()
+    assert resumed.status == "resolved"
+    assert trace_counts(home, run_id) == expected_trace
+    assert audit_kinds(home, run_id) == expected_audit
+    assert verify_audit(home).ok
+
+
+def test_a_drive_that_fails_still_writes_the_events_of_the_nodes_it_finished(
+        tmp_path: Path) -> None:
+    class BackEndCrashed(Exception):
+        pass
+
+    def crash(seconds: float) -> None:
+        raise BackEndCrashed("the order service fell over")
+
+    # get_order's back end raises something no tool contract expects: the drive fails.
+    runner = traced_runner(tmp_path, tool_faults=FaultPlan(slow_seconds={"get_order": 1.0},
+                                                           sleep=crash))
+    try:
+        with pytest.raises(BackEndCrashed):
+            runner.start("support", sample("TKT-1001"), requester="ops@signoff.local")
+    finally:
+        runner.close()
+    with sqlite3.connect(tmp_path / "traces.db") as conn:
+        tools = [r[0] for r in conn.execute("SELECT tool FROM tool_calls")]
+        gates = conn.execute("SELECT COUNT(*) FROM decisions WHERE kind = 'gate'").fetchone()[0]
+    # lookup_customer ran and was traced; get_order's gate decision came from the gate node,
+    # which finished before execute raised.
+    assert tools == ["lookup_customer"]
+    assert gates == 2
