@@ -149,8 +149,87 @@ def fix_costs(work: Path, *, repeats: int = 30) -> list[dict[str, Any]]:
                                           {"ticket_id": "TKT-1001"}))
     rows.append({"fix": "checker: forced tool call parsed by hand, not include_raw",
                  "before_ms": before * 1000, "after_ms": after * 1000, "per": "verify"})
+
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+
+    from verifiers.argument_check import VERDICT_TOOL, verdict_tool
+
+    before = timed(lambda: checker.bind_tools([convert_to_openai_tool(ArgumentVerdict)],
+                                              tool_choice=VERDICT_TOOL))
+    after = timed(lambda: checker.bind_tools([verdict_tool()], tool_choice=VERDICT_TOOL))
+    rows.append({"fix": "checker: the verdict's tool schema built once, not per call",
+                 "before_ms": before * 1000, "after_ms": after * 1000, "per": "verify"})
+    planner = workflow.planner()
+    registry = workflow.tools()
+    before = timed(lambda: planner.bind_tools([spec.openai_schema() for spec in registry]))
+    rows.append({"fix": "planner bound to the tool contracts once per drive, not per plan",
+                 "before_ms": before * 1000, "after_ms": 0.0,
+                 "per": "plan step after a drive's first"})
+
+    # The recorder: one transaction per event (two with the audit log) before; now a node's
+    # events are held, saved with its checkpoint writes, and written once per drive.
+    from observability.recorder import Recorder
+
+    recorder = Recorder(work / "recorder-fix")
+    counter = iter(range(10**9))
+
+    def one_ticket() -> None:
+        run_id = f"bench-{next(counter)}"
+        recorder.start_run(run_id, workflow="support", workflow_version="1",
+                           policy_version="1", tenant_id="acme", team="care", requester="x",
+                           customer_id="C-1", ticket_id="TKT-1001", inputs=dict(ticket))
+        record_ticket_events(recorder, run_id)
+
+    def one_ticket_held() -> None:
+        run_id = f"bench-{next(counter)}"
+        recorder.start_run(run_id, workflow="support", workflow_version="1",
+                           policy_version="1", tenant_id="acme", team="care", requester="x",
+                           customer_id="C-1", ticket_id="TKT-1001", inputs=dict(ticket))
+        with recorder.capture() as events:
+            record_ticket_events(recorder, run_id)
+        recorder.write(events)
+
+    before = timed(one_ticket)
+    after = timed(one_ticket_held)
+    recorder.close()
+    rows.append({"fix": "trace and audit events written once per drive, not per event",
+                 "before_ms": before * 1000, "after_ms": after * 1000,
+                 "per": "ticket (a refund's 4 tool calls, 5 model calls, 11 decisions)"})
     runner.close()
     return rows
+
+
+def record_ticket_events(recorder: Any, run_id: str) -> None:
+    """The events a refund ticket (TKT-1001) records, in the order its nodes record them."""
+    order = {"order_id": "A-1001", "status": "delivered", "total_cents": 2000}
+    calls = [("lookup_customer", {"email": "a@example.com"}, {"customer_id": "C-1"}, False),
+             ("get_order", {"order_id": "A-1001"}, order, False),
+             ("create_refund_request", {"order_id": "A-1001", "amount_cents": 2000},
+              {"refund_id": "R-1", "amount_cents": 2000}, True),
+             ("add_ticket_note", {"ticket_id": "TKT-1001", "note": "refunded $20.00"},
+              {"note_id": "N-1"}, True)]
+    for step, (tool, args, result, mutation) in enumerate(calls, 1):
+        recorder.model_call(run_id, f"plan:{step}", node="plan", model="scripted",
+                            tokens_in=300, tokens_out=20, latency_s=0.001)
+        recorder.decision(run_id, f"gate:{step}", step=str(step), kind="gate",
+                          verdict="green", rule_id="refund.small", reason="within policy",
+                          data={"tool": tool, "args": args, "route": "execute"})
+        if mutation:
+            recorder.evidence(run_id, f"evidence:{step}", source="get_order", ref="A-1001")
+            recorder.model_call(run_id, f"verify:{step}", node="verify", model="scripted",
+                                tokens_in=400, tokens_out=20, latency_s=0.001)
+            for rule in ("order_of_customer", "within_balance"):
+                recorder.decision(run_id, f"rules:{step}:{rule}", step=str(step),
+                                  kind="verify_rules", verdict="pass", rule_id=rule,
+                                  reason="holds")
+            recorder.decision(run_id, f"model:{step}", step=str(step), kind="verify_model",
+                              verdict="pass", rule_id="model_check", reason="justified")
+        recorder.tool_call(run_id, f"tool:{step}", step=str(step), tool=tool, args=args,
+                           result=result, error=None, schema_valid=True, ok=True,
+                           latency_s=0.001, mutation=mutation)
+    recorder.model_call(run_id, "plan:5", node="plan", model="scripted", tokens_in=300,
+                        tokens_out=20, latency_s=0.001)
+    recorder.finish_run(run_id, outcome="resolved", reason="done")
 
 
 def commit_costs(work: Path, *, commits: int = 200) -> list[dict[str, Any]]:

@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a ~1 minute pass")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks.md",
                         help="where to write the report (default: docs/benchmarks.md)")
+    parser.add_argument("--render", action="store_true",
+                        help="write the doc again from the last full run's bench/out/"
+                             "results.json, measuring nothing")
     parser.add_argument("--only", choices=["compare", "growth", "resume", "throughput",
                                            "tracestore", "profile", "fixes", "commits"],
                         action="append",
@@ -63,6 +66,14 @@ def main(argv: list[str] | None = None) -> int:
         print("error: the benchmarks need langchain>=1: .venv/bin/pip install -e '.[bench]'",
               file=sys.stderr)
         return 2
+    if args.render:
+        saved = OUT / ("results-quick.json" if args.quick else "results.json")
+        if not saved.is_file():
+            print(f"error: no {saved} to render; run the benchmarks first", file=sys.stderr)
+            return 2
+        args.doc.write_text(render(json.loads(saved.read_text())), encoding="utf-8")
+        print(f"[bench] wrote {args.doc} from {saved}", file=sys.stderr)
+        return 0
     cfg = QUICK if args.quick else FULL
     command = "python -m bench" + (" --quick" if args.quick else "")
     OUT.mkdir(parents=True, exist_ok=True)
@@ -99,11 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results["total_s"] = time.perf_counter() - t0
-    name = "results-quick.json" if args.quick else "results.json"
-    (OUT / name).write_text(json.dumps(results, indent=1, default=str))
-    if args.only:
+    if args.only:  # a partial run leaves the last full run's results alone
         print(json.dumps(results, indent=1, default=str))
         return 0
+    name = "results-quick.json" if args.quick else "results.json"
+    (OUT / name).write_text(json.dumps(results, indent=1, default=str))
     args.doc.write_text(render(results), encoding="utf-8")
     print(f"[bench] wrote {args.doc} in {results['total_s']:.0f}s", file=sys.stderr)
     return 0
@@ -164,13 +175,13 @@ def render(r: dict[str, Any]) -> str:
         out += [table(headers, rows), ""]
         per_step = {v: c["totals"][v] / c["supersteps"][v] for v in (a, b, ag)}
         per_call = {v: c["totals"][v] / c["tool_calls"][v] for v in (a, b, ag)}
-        out += [table(["ratio", "wall time", "target", "met", "per superstep", "per tool call"], [
-            ["(a)/(b)", f"{c['ratio_ab']:.2f}", "<= 1.15", "yes" if c["ratio_ab"] <= 1.15
-             else "**no**", f"{per_step[a] / per_step[b]:.2f}",
+        out += [table(["ratio, all tickets", "wall time", "per superstep", "per tool call"], [
+            ["(a)/(b)", f"{c['ratio_ab']:.2f}", f"{per_step[a] / per_step[b]:.2f}",
              f"{per_call[a] / per_call[b]:.2f}"],
-            ["(a)/(c)", f"{c['ratio_ac']:.2f}", "<= 1.5", "yes" if c["ratio_ac"] <= 1.5
-             else "**no**", f"{per_step[a] / per_step[ag]:.2f}",
-             f"{per_call[a] / per_call[ag]:.2f}"]]), ""]
+            ["(a)/(c)", f"{c['ratio_ac']:.2f}", f"{per_step[a] / per_step[ag]:.2f}",
+             f"{per_call[a] / per_call[ag]:.2f}"]]), "",
+                "Over all tickets the variants do different work, so the targets are judged "
+                "on the next table only.", ""]
         if c.get("same_work_tickets"):
             same = ", ".join(c["same_work_tickets"])
             out += ["On the tickets signoff carries out (" + same + "), all three variants do "
