@@ -356,13 +356,19 @@ class Runner:
                 price=self.price or (lambda model, tokens_in, tokens_out: 0.0),
                 faults=self.faults, requester_role=record.requester_role,
                 events_in_writes=recorder is not None)
+            # The drive's trace and audit events, written once when it ends: the run's start
+            # (saved with the input), each node's (saved with its writes), the finish.
+            events: list[Any] = []
             if recorder is not None and isinstance(payload, dict):
-                recorder.start_run(record.run_id, workflow=workflow.name,
-                                   workflow_version=workflow.version,
-                                   policy_version=policy.version if policy else None,
-                                   tenant_id=record.tenant_id, team=workflow.team,
-                                   requester=record.requester, customer_id=record.customer_id,
-                                   ticket_id=record.ticket_id, inputs=payload.get("ticket", {}))
+                with recorder.capture() as events:
+                    recorder.start_run(
+                        record.run_id, workflow=workflow.name,
+                        workflow_version=workflow.version,
+                        policy_version=policy.version if policy else None,
+                        tenant_id=record.tenant_id, team=workflow.team,
+                        requester=record.requester, customer_id=record.customer_id,
+                        ticket_id=record.ticket_id, inputs=payload.get("ticket", {}))
+                payload = {**payload, EVENTS: list(events)}
             with self._checkpointer() as saver:
                 graph = self._compiled(workflow, saver)
                 # Only once everything the drive needs has opened: a bad file must leave a
@@ -373,7 +379,6 @@ class Runner:
                 renewed = self.clock()
                 held = ""
                 breakpoints = ["execute"] if self.shadow else None
-                events: list[Any] = []  # each node's, already saved in its checkpoint writes
                 try:
                     while True:
                         for chunk in graph.stream(payload, config,  # type: ignore[call-overload]
@@ -394,11 +399,12 @@ class Runner:
                         if snapshot.next != ("execute",) or spec is None or spec.mutates:
                             break
                         payload = None
-                finally:
-                    # One transaction per store for the whole drive. Should the process die
-                    # first, `resume` writes them from the checkpoint history.
+                except BaseException:
+                    # Should the process die before this, `resume` writes them from the
+                    # checkpoint history.
                     if recorder is not None and events:
                         recorder.write(events)
+                    raise
             values = snapshot.values
             reason: str | None
             if self.shadow and (snapshot.interrupts or snapshot.next == ("execute",)):
@@ -416,7 +422,11 @@ class Runner:
                 status = values.get("outcome") or "failed"
                 reason, pending = values.get("reason"), None
                 if recorder is not None:
-                    recorder.finish_run(record.run_id, outcome=status, reason=reason)
+                    with recorder.capture() as finish:
+                        recorder.finish_run(record.run_id, outcome=status, reason=reason)
+                    events.extend(finish)
+            if recorder is not None and events:
+                recorder.write(events)  # one transaction per store for the whole drive
             # The drive is over: the status and the lease's release are one committed write (the
             # callers' own release then finds nothing to do).
             self.runs.set_status(record.run_id, status, reason=reason, pending=pending,

@@ -145,6 +145,8 @@ class InputState(TypedDict):
     step: int
     usage: Usage
     evidence: dict[str, Evidence]
+    events: NotRequired[list[Any]]
+    """The run's start event, saved with the input in the first checkpoint."""
 
 
 class OutputState(TypedDict):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
@@ -17,6 +16,7 @@ from observability.chain import (
     AuditVerification,
     Row,
     entry_hash,
+    text_entry_hash,
     verify_chain,
 )
 from observability.db import AUDIT_FILE, StoreError, canonical_json, checkpoint_and_close, connect
@@ -24,6 +24,10 @@ from observability.db import AUDIT_FILE, StoreError, canonical_json, checkpoint_
 __all__ = ["GENESIS_HASH", "AuditEntry", "AuditLog", "AuditVerification", "entry_hash",
            "verify_audit"]
 
+_INSERT = (
+    "INSERT INTO audit (seq, prev_hash, entry_hash, kind, run_id, payload, at, dedupe_key)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,
@@ -100,16 +104,28 @@ class AuditLog:
             return []
         seqs: list[int | None] = []
         with self._lock, self._write() as conn:
+            keys = [e.dedupe_key for e in entries if e.dedupe_key is not None]
+            logged: set[str] = set()
+            for start in range(0, len(keys), 500):  # under SQLite's bound-parameter limit
+                chunk = keys[start:start + 500]
+                logged.update(r[0] for r in conn.execute(
+                    "SELECT dedupe_key FROM audit WHERE dedupe_key IN"
+                    f" ({', '.join('?' * len(chunk))})", chunk))
+            seq, prev = self._head()
+            rows = []
             for kind, run_id, payload, dedupe_key, at in entries:
-                if (
-                    dedupe_key is not None
-                    and conn.execute(
-                        "SELECT 1 FROM audit WHERE dedupe_key = ?", (dedupe_key,)
-                    ).fetchone()
-                ):
-                    seqs.append(None)
-                else:
-                    seqs.append(self._insert(kind, run_id, payload, dedupe_key, at))
+                if dedupe_key is not None:
+                    if dedupe_key in logged:
+                        seqs.append(None)
+                        continue
+                    logged.add(dedupe_key)
+                seq, at = seq + 1, self._clock() if at is None else at
+                payload_json = canonical_json(payload)
+                digest = text_entry_hash(seq, prev, kind, run_id, payload_json, at)
+                rows.append((seq, prev, digest, kind, run_id, payload_json, at, dedupe_key))
+                seqs.append(seq)
+                prev = digest
+            conn.executemany(_INSERT, rows)
         return seqs
 
     @contextmanager
@@ -136,12 +152,9 @@ class AuditLog:
         seq, prev = self._head()
         seq += 1
         at = self._clock() if at is None else at
-        digest = entry_hash(seq, prev, kind, run_id, json.loads(payload_json), at)
-        self._conn.execute(
-            "INSERT INTO audit (seq, prev_hash, entry_hash, kind, run_id, payload, at,"
-            " dedupe_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (seq, prev, digest, kind, run_id, payload_json, at, dedupe_key),
-        )
+        digest = text_entry_hash(seq, prev, kind, run_id, payload_json, at)
+        self._conn.execute(_INSERT, (seq, prev, digest, kind, run_id, payload_json, at,
+                                     dedupe_key))
         return seq
 
     def _head(self) -> tuple[int, str]:
@@ -195,14 +208,11 @@ class AuditLog:
 
     def verify(self) -> AuditVerification:
         with self._lock:
-            rows = [
-                Row(*row)
-                for row in self._conn.execute(
-                    "SELECT seq, prev_hash, entry_hash, kind, run_id, payload, at"
-                    " FROM audit ORDER BY seq"
-                )
-            ]
-            return verify_chain(rows, self.anchor())
+            rows = self._conn.execute(
+                "SELECT seq, prev_hash, entry_hash, kind, run_id, payload, at"
+                " FROM audit ORDER BY seq"
+            )
+            return verify_chain((Row(*row) for row in rows), self.anchor())
 
     def close(self) -> None:
         with self._lock:

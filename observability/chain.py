@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -17,15 +17,23 @@ def entry_hash(
     seq: int, prev_hash: str, kind: str, run_id: str | None, payload: Any, at: float
 ) -> str:
     """sha256 over the canonical JSON of the entry's fields (payload as a JSON value)."""
-    body = {
-        "seq": seq,
-        "prev_hash": prev_hash,
-        "kind": kind,
-        "run_id": run_id,
-        "payload": payload,
-        "at": at,
-    }
-    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+    return text_entry_hash(seq, prev_hash, kind, run_id, canonical_json(payload), at)
+
+
+def text_entry_hash(
+    seq: int, prev_hash: str, kind: str, run_id: str | None, payload_text: str, at: float
+) -> str:
+    """`entry_hash` from the payload's stored canonical JSON text, without parsing it.
+
+    The body is spelled out as canonical_json would write the whole entry (keys sorted, no
+    spaces), so both give the same hash; the log stores payloads as canonical JSON.
+    """
+    body = (
+        f'{{"at":{canonical_json(at)},"kind":{canonical_json(kind)},"payload":{payload_text},'
+        f'"prev_hash":{canonical_json(prev_hash)},"run_id":{canonical_json(run_id)},'
+        f'"seq":{canonical_json(seq)}}}'
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -59,12 +67,13 @@ class Row(NamedTuple):
     at: float
 
     def recomputed(self, *, seq: int | None = None, prev_hash: str | None = None) -> str:
-        return entry_hash(
+        # The stored text is hashed as it is: any change to its bytes is a modification.
+        return text_entry_hash(
             self.seq if seq is None else seq,
             self.prev_hash if prev_hash is None else prev_hash,
             self.kind,
             self.run_id,
-            json_or_text(self.payload),
+            self.payload,
             self.at,
         )
 
@@ -76,17 +85,23 @@ def json_or_text(payload: str) -> Any:
         return payload  # a tampered payload still hashes, to a different value
 
 
-def verify_chain(rows: Sequence[Row], anchor: Anchor | None) -> AuditVerification:
-    """Walk entries in seq order and name the first one that breaks the chain."""
+def verify_chain(rows: Iterable[Row], anchor: Anchor | None) -> AuditVerification:
+    """Walk entries in seq order and name the first one that breaks the chain.
+
+    Rows are read one ahead (a swap is told apart from a deletion by the entry after it),
+    so the chain is never held in memory.
+    """
     expected_seq, prev_hash = (
         (anchor.through_seq + 1, anchor.through_hash) if anchor else (1, GENESIS_HASH)
     )
     anchor_confirmed = anchor is None
-    for index, row in enumerate(rows):
-        checked = index + 1
-        problem = _diagnose(
-            row, rows[index + 1] if index + 1 < len(rows) else None, expected_seq, prev_hash
-        )
+    checked = 0
+    stream = iter(rows)
+    row = next(stream, None)
+    while row is not None:
+        following = next(stream, None)
+        checked += 1
+        problem = _diagnose(row, following, expected_seq, prev_hash)
         if problem is not None:
             return AuditVerification(False, checked, problem[0], problem[1])
         if anchor is not None and row.kind == "purge":
@@ -97,14 +112,15 @@ def verify_chain(rows: Sequence[Row], anchor: Anchor | None) -> AuditVerificatio
                 and payload.get("through_hash") == anchor.through_hash
             )
         prev_hash, expected_seq = row.entry_hash, row.seq + 1
+        row = following
     if anchor is not None and not anchor_confirmed:
         return AuditVerification(
             False,
-            len(rows),
+            checked,
             anchor.through_seq + 1,
             "purge anchor has no matching purge entry in the log",
         )
-    return AuditVerification(True, len(rows))
+    return AuditVerification(True, checked)
 
 
 def _diagnose(

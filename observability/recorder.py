@@ -27,8 +27,8 @@ _STOP_KINDS = frozenset({"fallback", "kill"})
 
 Event = list[Any]
 """One recorded write, as plain data so it can travel in a checkpoint:
-["insert", table, row], ["set_once", column, value, run_id] or
-["audit", kind, run_id, payload, dedupe_key, at]."""
+["insert", table, row], ["set_once", column, value, run_id],
+["finish", outcome, reason, at, run_id] or ["audit", kind, run_id, payload, dedupe_key, at]."""
 
 _TABLES = frozenset({"runs", "model_calls", "tool_calls", "decisions", "evidence"})
 _SET_ONCE = frozenset({"first_warning_at", "fallback_at"})
@@ -133,6 +133,9 @@ class Recorder:
             column = event[1]
             return (f"UPDATE runs SET {column} = ? WHERE run_id = ? AND {column} IS NULL",
                     (event[2], event[3]))
+        elif kind == "finish" and len(event) == 5:
+            return ("UPDATE runs SET outcome = ?, reason = ?, finished_at = ?"
+                    " WHERE run_id = ? AND finished_at IS NULL", tuple(event[1:]))
         elif kind == "audit" and len(event) == 6:
             return AuditEntry(*event[1:])
         raise ValueError(f"not a recorder event: {str(event)[:80]}")
@@ -341,12 +344,7 @@ class Recorder:
             raise ValueError(f"unknown outcome {outcome!r}; expected one of {sorted(OUTCOMES)}")
         reason_text = self._text(reason)
         at = self._clock()
-        with self._lock:
-            self._conn.execute(
-                "UPDATE runs SET outcome = ?, reason = ?, finished_at = ?"
-                " WHERE run_id = ? AND finished_at IS NULL",
-                (outcome, reason_text, at, run_id),
-            )
+        self._emit(["finish", outcome, reason_text, at, run_id])
         self._append_audit(
             AuditEntry("run_finished", run_id, {"outcome": outcome, "reason": reason_text},
                        f"{run_id}\x1ffinish", at)

@@ -2,10 +2,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from observability import AuditLog, purge, verify_audit
 from observability.audit import GENESIS_HASH, entry_hash
-from observability.db import StoreError
+from observability.chain import text_entry_hash
+from observability.db import StoreError, canonical_json
 from observability.testing import FakeClock
 
 ENTRIES = 6
@@ -40,11 +43,43 @@ def test_entries_link_by_sha256_over_canonical_json(home: Path) -> None:
     )
 
 
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(payload=JSON, seq=st.integers(min_value=1), kind=st.text(),
+       run_id=st.none() | st.text(), at=st.floats(allow_nan=False, allow_infinity=False))
+def test_hashing_the_stored_text_gives_the_hash_of_the_value(payload: object, seq: int,
+                                                              kind: str, run_id: str | None,
+                                                              at: float) -> None:
+    # append hashes the canonical text it stores; verify hashes that text without parsing
+    # it. Both must be the documented sha256 over the canonical JSON of the whole entry.
+    assert text_entry_hash(seq, GENESIS_HASH, kind, run_id, canonical_json(payload), at) \
+        == entry_hash(seq, GENESIS_HASH, kind, run_id, payload, at)
+
+
 def test_a_duplicate_dedupe_key_is_not_appended(tmp_path: Path) -> None:
     log = AuditLog(tmp_path, clock=FakeClock())
     assert log.append("gate", "r1", {}, dedupe_key="same") == 1
     assert log.append("gate", "r1", {}, dedupe_key="same") is None
     assert log.head()[0] == 1
+    log.close()
+
+
+def test_a_batch_skips_keys_already_logged_and_repeated_within_it(tmp_path: Path) -> None:
+    from observability.audit import AuditEntry
+
+    log = AuditLog(tmp_path, clock=FakeClock())
+    log.append("gate", "r1", {"n": 0}, dedupe_key="a")
+    seqs = log.append_many([AuditEntry("gate", "r1", {"n": 1}, "a", None),
+                            AuditEntry("gate", "r1", {"n": 2}, "b", None),
+                            AuditEntry("gate", "r1", {"n": 3}, "b", None),
+                            AuditEntry("gate", "r1", {"n": 4}, None, None)])
+    assert seqs == [None, 2, None, 3]
+    assert log.verify().ok and log.verify().entries_checked == 3
     log.close()
 
 
@@ -58,6 +93,11 @@ def copy_of_row(seq: int) -> str:
 TAMPERING: dict[str, tuple[list[str], int, str]] = {
     "payload modified": (
         ['UPDATE audit SET payload = \'{"step":3,"verdict":"red"}\' WHERE seq = 3'],
+        3,
+        "modified",
+    ),
+    "payload re-spaced, same JSON value": (
+        ['UPDATE audit SET payload = \'{"step": 3, "verdict": "green"}\' WHERE seq = 3'],
         3,
         "modified",
     ),
