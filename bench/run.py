@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import compare, growth, profile, resume, throughput, tracestore
+from bench import breakdown, compare, growth, profile, resume, throughput, tracestore
 from bench.common import OUT, fmt_ms, table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,9 +27,11 @@ PACKAGES = ("langgraph", "langgraph-checkpoint", "langgraph-checkpoint-sqlite", 
             "langchain-core", "pydantic", "sqlite-utils")
 
 FULL = {"rounds": 7, "lengths": (10, 50, 200), "resume": 50, "tickets": 60,
-        "store_runs": 1_000_000, "queries": 40, "profile_rounds": 3}
+        "store_runs": 1_000_000, "queries": 40, "profile_rounds": 3,
+        "breakdown_rounds": 10}
 QUICK = {"rounds": 2, "lengths": (10, 50, 200), "resume": 12, "tickets": 20,
-         "store_runs": 100_000, "queries": 15, "profile_rounds": 1}
+         "store_runs": 100_000, "queries": 15, "profile_rounds": 1,
+         "breakdown_rounds": 3}
 
 
 def machine() -> dict[str, Any]:
@@ -56,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="write the doc again from the last full run's bench/out/"
                              "results.json, measuring nothing")
     parser.add_argument("--only", choices=["compare", "growth", "resume", "throughput",
-                                           "tracestore", "profile", "fixes", "commits"],
+                                           "tracestore", "profile", "breakdown", "fixes",
+                                           "commits"],
                         action="append",
                         help="run only these sections (repeatable); the doc is not written")
     args = parser.parse_args(argv)
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="run-", dir=OUT))
     sections = set(args.only or ["compare", "growth", "resume", "throughput", "tracestore",
-                                 "profile", "fixes", "commits"])
+                                 "profile", "breakdown", "fixes", "commits"])
     results: dict[str, Any] = {"machine": machine(), "command": command, "config": cfg,
                                "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     t0 = time.perf_counter()
@@ -105,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         step("tracestore", lambda: tracestore.run(OUT, n=cfg["store_runs"],
                                                   queries=cfg["queries"]))
         step("profile", lambda: profile.run(work / "profile", rounds=cfg["profile_rounds"]))
+        step("breakdown", lambda: breakdown.run(work / "breakdown",
+                                                rounds=cfg["breakdown_rounds"]))
         step("fixes", lambda: profile.fix_costs(work / "fixes"))
         step("commits", lambda: profile.commit_costs(work / "commits"))
     finally:
@@ -280,6 +285,21 @@ def render(r: dict[str, Any]) -> str:
                 table(["function", "calls", "own ms/run"],
                       [[f"`{x['function']}`", x["calls"], f"{x['own_ms_per_run']:.1f}"]
                        for x in p["own"]]), ""]
+    bd = r.get("breakdown")
+    if bd:
+        a, b = bd["variants"]
+        out += ["### Where (a)'s extra time goes", "",
+                f"Wall clock per part over the same-work tickets ({', '.join(bd['tickets'])}), "
+                f"(a) and (b) alternating, {bd['rounds']} rounds, milliseconds per round "
+                "(`bench/breakdown.py`). Timing wrappers add a little to every part; the "
+                "checkpointer saves on LangGraph's worker thread, but durability \"sync\" "
+                "makes the loop wait for it.", "",
+                table(["part", f"{a} ms", f"{b} ms", "difference ms"],
+                      [[x["part"], f"{x[a]:.1f}", f"{x[b]:.1f}", f"{x[a] - x[b]:+.1f}"]
+                       for x in bd["rows"]]
+                      + [["**round**", f"**{bd['totals_ms'][a]:.1f}**",
+                          f"**{bd['totals_ms'][b]:.1f}**",
+                          f"**{bd['totals_ms'][a] - bd['totals_ms'][b]:+.1f}**"]]), ""]
     fx = r.get("fixes")
     if fx:
         out += ["### Fixes, before and after", "",
