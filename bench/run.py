@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("langgraph", "langgraph-checkpoint", "langgraph-checkpoint-sqlite", "langchain",
             "langchain-core", "pydantic", "sqlite-utils")
 
-FULL = {"rounds": 7, "lengths": (10, 50, 200), "resume": 50, "tickets": 60,
+FULL = {"rounds": 15, "lengths": (10, 50, 200), "resume": 50, "tickets": 60,
         "store_runs": 1_000_000, "queries": 40, "profile_rounds": 3,
         "breakdown_rounds": 10}
 QUICK = {"rounds": 2, "lengths": (10, 50, 200), "resume": 12, "tickets": 20,
