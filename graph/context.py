@@ -142,8 +142,9 @@ class RunContext:
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     retry_backoff_s: float = 0.05
-    price: Callable[[str, int, int], float] = lambda model, tokens_in, tokens_out: 0.0
-    """Cost in USD of one model call: (model, input tokens, output tokens)."""
+    price: Callable[[str, int, int], float | None] = lambda model, tokens_in, tokens_out: 0.0
+    """Cost in USD of one model call: (model, input tokens, output tokens); None when the
+    model has no price, which the money budget then refuses (it cannot be checked)."""
     faults: Any = None
     """Fault-injection hooks for crash tests (see checkpoints.faults); None in production."""
     requester_role: str | None = None

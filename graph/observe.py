@@ -41,14 +41,7 @@ def recorder_factory() -> Callable[..., Recorder] | None:
     return factory
 
 
-def price_fn() -> Callable[[str, int, int], float]:
-    """Cost of one model call for the run's money budget. A model the price table does not
-    know costs $0 here, as in `signoff report`, which lists it as unpriced (the table's None
-    would otherwise crash the run when usage is added up)."""
-    table = price_table()
-
-    def price(model: str, tokens_in: int, tokens_out: int) -> float:
-        cost = table.cost(model, tokens_in, tokens_out)
-        return 0.0 if cost is None else cost
-
-    return price
+def price_fn() -> Callable[[str, int, int], float | None]:
+    """Cost of one model call for the run's money budget; None for a model the price table
+    does not know, which the gate's money budget then refuses (fail closed)."""
+    return price_table().cost

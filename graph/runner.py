@@ -97,7 +97,8 @@ class Runner:
     faults: Any = None
     tool_faults: Any = None
     """A tools.support.FaultPlan-like object passed to the workflow's tool registry."""
-    price: Callable[[str, int, int], float] | None = None
+    price: Callable[[str, int, int], float | None] | None = None
+    """Cost in USD of one model call; None as a result means "no price known"."""
     owner: str = field(default_factory=new_lease_owner)
     """host:pid:nonce; build the Runner in the process that drives runs (not before a fork)."""
     lease_ttl: float = LEASE_TTL_S

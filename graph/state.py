@@ -91,11 +91,13 @@ def add_usage(left: Usage, right: Usage) -> Usage:
         tool_calls=left.get("tool_calls", 0) + right.get("tool_calls", 0),
         retries=left.get("retries", 0) + right.get("retries", 0),
         cost_usd=round(left.get("cost_usd", 0.0) + right.get("cost_usd", 0.0), 8),
+        unpriced_calls=left.get("unpriced_calls", 0) + right.get("unpriced_calls", 0),
     )
 
 
 def usage_delta(**kwargs: float) -> Usage:
-    base = Usage(model_calls=0, tokens=0, tool_calls=0, retries=0, cost_usd=0.0)
+    base = Usage(model_calls=0, tokens=0, tool_calls=0, retries=0, cost_usd=0.0,
+                 unpriced_calls=0)
     base.update(kwargs)  # type: ignore[typeddict-item]
     return base
 
@@ -107,6 +109,12 @@ def keep_nothing(left: list[Any], right: list[Any]) -> list[Any]:
 
 EVENTS = "events"
 """The channel a node's trace and audit events ride in (see graph.factory)."""
+
+
+def model_usage(tokens_in: int, tokens_out: int, cost: float | None) -> Usage:
+    """One model call's usage; a cost of None (no price known) counts as an unpriced call."""
+    return usage_delta(model_calls=1, tokens=tokens_in + tokens_out, cost_usd=cost or 0.0,
+                       unpriced_calls=int(cost is None))
 
 
 class AgentState(TypedDict):

@@ -32,6 +32,7 @@ DEFAULT_PRICES: Mapping[str, ModelPrice] = {
     "o3-mini": ModelPrice(1.10, 4.40),
     "o4-mini": ModelPrice(1.10, 4.40),
     # The offline scripted models used by tests and the sample workflow cost nothing.
+    "scripted": ModelPrice(0.0, 0.0),
     "scripted-*": ModelPrice(0.0, 0.0),
 }
 

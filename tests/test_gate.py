@@ -221,6 +221,8 @@ BLOCK_CASES = [
               {"elapsed": LIMITS.wall_seconds + 1}),
     BlockCase("money", *READ, "budget.money", "model spend",
               {"used": usage(cost_usd=LIMITS.money_usd + 0.01)}),
+    BlockCase("money of unknown cost", *READ, "budget.money", "model with no price",
+              {"used": usage(unpriced_calls=1)}),
     BlockCase("kill switch", *READ, "kill_switch", "refund bug",
               {"kill": "kill switch for workflow support set by ops: refund bug"}),
     BlockCase("kill switch beats an unknown tool", "nope", None, "kill_switch", "stop",
@@ -472,3 +474,29 @@ def test_graph_never_lets_an_invalid_call_reach_a_tool(graph_env: dict[str, Any]
         assert spec is not None and name == tool
         assert isinstance(called_with, spec.input_model)
         assert called_with == parsed
+
+
+def test_a_model_with_no_price_stops_the_run_before_its_first_action(home: Path) -> None:
+    from graph.observe import price_fn
+    from graph.runner import Home, Runner
+    from tests.conftest import sample
+
+    assert price_fn()("a-model-nobody-priced", 1000, 100) is None
+    assert price_fn()("scripted-support-planner", 1000, 100) == 0.0
+
+    def refunds() -> int:
+        with sqlite3.connect(home / "support.db") as conn:
+            return conn.execute("SELECT COUNT(*) FROM refunds").fetchone()[0]
+
+    unpriced = Runner(Home(home), price=lambda model, tokens_in, tokens_out: None)
+    unpriced.ensure_domain_db(get_workflow("support"))
+    before = refunds()
+    result = unpriced.start("support", sample("TKT-1001"), requester="ops@signoff.local")
+    unpriced.close()
+    # The planner's call had no price: the money budget cannot be checked, so the first
+    # gate blocks, before any tool runs.
+    assert result.status == "blocked"
+    assert result.reason is not None and "budget.money" in result.reason
+    assert "no price" in result.reason
+    assert result.usage is not None and result.usage["tool_calls"] == 0
+    assert refunds() == before

@@ -30,6 +30,8 @@ class Usage(TypedDict):
     tool_calls: int
     retries: int
     cost_usd: float
+    unpriced_calls: NotRequired[int]
+    """Model calls to a model the price table does not know: their cost is unknown."""
 
 
 class GateDecision(TypedDict):
@@ -89,6 +91,10 @@ def _budget_breach(policy: Policy, usage: Usage, elapsed: float) -> tuple[str, s
          f"retries {usage['retries']} exceed the budget of {b.retries}"),
         ("budget.wall_seconds", elapsed > b.wall_seconds,
          f"run time {elapsed:.0f}s exceeds the budget of {b.wall_seconds:.0f}s"),
+        # Fail closed: with a call of unknown cost the spend cannot be checked.
+        ("budget.money", usage.get("unpriced_calls", 0) > 0,
+         f"{usage.get('unpriced_calls', 0)} model call(s) to a model with no price, so the "
+         "money budget cannot be checked (give the model a price in SIGNOFF_PRICES, even 0)"),
         ("budget.money", usage["cost_usd"] > b.money_usd,
          f"model spend ${usage['cost_usd']:.4f} exceeds the budget of ${b.money_usd:.2f}"),
     ]

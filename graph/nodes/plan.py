@@ -11,7 +11,7 @@ from langgraph.runtime import Runtime
 
 from graph.context import RunContext
 from graph.models import EVIDENCE_MARK, TICKET_MARK, model_name_of
-from graph.state import AgentState, Proposal, usage_delta
+from graph.state import AgentState, Proposal, model_usage, usage_delta
 
 
 def planner_messages(state: AgentState, ctx: RunContext) -> list[Any]:
@@ -64,7 +64,7 @@ def plan(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     if ctx.recorder is not None:
         ctx.recorder.model_call(state["run_id"], f"plan:{step}", node="plan", model=name,
                                 tokens_in=tokens_in, tokens_out=tokens_out, latency_s=latency)
-    usage = usage_delta(model_calls=1, tokens=tokens_in + tokens_out, cost_usd=cost)
+    usage = model_usage(tokens_in, tokens_out, cost)
     update: dict[str, Any] = {"step": step, "usage": usage}
     # The last proposal's judgements do not carry over to the next one. Only channels that
     # hold something are cleared: every write is a row in the checkpoint.

@@ -12,7 +12,7 @@ from langgraph.runtime import Runtime
 
 from graph.context import RunContext
 from graph.models import model_name_of
-from graph.state import AgentState, RuleCheck, Verdict, usage_delta
+from graph.state import AgentState, RuleCheck, Verdict, model_usage
 from tools.ledger import call_digest
 from verifiers.argument_check import check_arguments
 
@@ -72,8 +72,8 @@ def verify(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
                               rule_id=model_check["rule_id"], reason=check.reason)
     update: dict[str, Any] = {
         "verdict": verdict,
-        "usage": usage_delta(model_calls=1, tokens=check.tokens_in + check.tokens_out,
-                             cost_usd=ctx.price(name, check.tokens_in, check.tokens_out)),
+        "usage": model_usage(check.tokens_in, check.tokens_out,
+                             ctx.price(name, check.tokens_in, check.tokens_out)),
     }
     if failed:
         update["outcome"] = "blocked"
