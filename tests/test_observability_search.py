@@ -68,6 +68,30 @@ def test_free_text_searches_inputs_tool_calls_and_reasons(home: Path) -> None:
     assert ids(search_traces(home, text='"unbalanced quote (')) == []  # no FTS syntax error
 
 
+def test_free_text_returns_the_newest_matches_first_up_to_the_limit(tmp_path: Path) -> None:
+    # More matches than the limit, started out of insertion order, matched through each of
+    # the three indexed tables: the walk by start time must still give the newest ones.
+    clock = FakeClock(now=T0)
+    recorder = Recorder(tmp_path, clock=clock)
+    starts = [(n * 7919) % 60 for n in range(60)]  # a permutation of 0..59
+    for n, start in enumerate(starts):
+        clock.now = T0 + start * DAY
+        where = n % 3
+        record_run(recorder, f"r{start:02d}", customer_id="C-1", outcome="resolved",
+                   inputs={"message": "kettle" if where == 0 else "hello"},
+                   tool_calls=[ToolSpec("lookup_order",
+                                        result={"note": "kettle" if where == 1 else "ok"})],
+                   decisions=[("gate", "green", "R", "kettle" if where == 2 else "fine")])
+        clock.now = T0 + start * DAY + 1
+        record_run(recorder, f"x{start:02d}", customer_id="C-2", outcome="resolved",
+                   inputs={"message": "toaster"})
+    recorder.close()
+    newest = [f"r{start:02d}" for start in range(59, 9, -1)]
+    assert ids(search_traces(tmp_path, text="kettle", limit=50)) == newest
+    assert ids(search_traces(tmp_path, text="kettle", customer_id="C-1", limit=5)) == newest[:5]
+    assert ids(search_traces(tmp_path, text="kettle", since=T0 + 55 * DAY)) == newest[:5]
+
+
 def test_free_text_only_sees_redacted_text(home: Path) -> None:
     assert search_traces(home, text="old@example.com") == []
     assert ids(search_traces(home, text="EMAIL")) == ["old"]
