@@ -24,6 +24,8 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
 from langgraph.checkpoint.sqlite import SqliteSaver
 
+from checkpoints.saver import CompactSqliteSaver
+
 RESUME_CHANNEL = "__resume__"
 """LangGraph's channel for a `Command(resume=...)` value: once it is written, a human decision
 survives a crash."""
@@ -35,8 +37,8 @@ POINT_KINDS = ("before_commit", "after_commit", "before_checkpoint", "after_chec
                "before_writes", "after_writes")
 
 
-class HookedSaver(SqliteSaver):
-    """A SqliteSaver that reports each checkpoint and task-writes save before and after it."""
+class HookedSaver(CompactSqliteSaver):
+    """The runner's saver, reporting each checkpoint and task-writes save before and after it."""
 
     def __init__(self, conn: sqlite3.Connection, *, hook: Callable[[str], None]) -> None:
         super().__init__(conn)

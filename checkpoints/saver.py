@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 
@@ -19,9 +19,27 @@ from graph.errors import SignoffError
 DURABILITY: Literal["sync"] = "sync"
 
 
+class CompactSqliteSaver(SqliteSaver):
+    """SqliteSaver whose channel versions are integers (BaseCheckpointSaver's default).
+
+    SqliteSaver names each version with a 32-digit counter and a random fraction, about 50
+    bytes, and every checkpoint stores a version per channel and per node seen: over a
+    kilobyte of signoff's checkpoint rows. That pushed them past one 4 KiB page, and a
+    commit that writes two pages costs about half as much again as one that writes one
+    (docs/benchmarks.md). A thread begun under the string format keeps it: LangGraph derives
+    each step's next version from the highest current one, so a thread never mixes the two.
+    """
+
+    def get_next_version(self, current: str | int | None, channel: None) -> Any:
+        if isinstance(current, str):
+            return super().get_next_version(current, channel)
+        return 1 if current is None else current + 1
+
+
 @contextmanager
 def open_checkpointer(
-    path: str | Path, *, saver_factory: Callable[[sqlite3.Connection], SqliteSaver] = SqliteSaver,
+    path: str | Path, *,
+    saver_factory: Callable[[sqlite3.Connection], SqliteSaver] = CompactSqliteSaver,
 ) -> Iterator[SqliteSaver]:
     """A set-up SqliteSaver on `path`, closed on exit. Raises SignoffError for a bad file.
 

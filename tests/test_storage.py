@@ -136,3 +136,46 @@ def test_the_measurement_catches_quadratic_growth(tmp_path: Path, roomy_policy: 
     assert evidence == 120
     print(f"unbounded evidence: bytes per step {short:.0f} at 30 steps, {long:.0f} at 120")
     assert long > 1.15 * short * 2
+
+
+def test_a_run_begun_under_the_stock_saver_resumes_under_the_compact_one(tmp_path: Path) -> None:
+    """Checkpoints written before integer channel versions (SqliteSaver's 50-byte strings)
+    still resume: a thread keeps the format it began with."""
+    from types import SimpleNamespace
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    from checkpoints.saver import CompactSqliteSaver
+
+    held = {t.ticket_id: t for t in SUPPORT.sample_tickets()}["TKT-1002"]
+    old = Runner(Home(tmp_path), faults=SimpleNamespace(saver_factory=SqliteSaver))
+    old.ensure_domain_db(SUPPORT)
+    waiting = old.start("support", held, requester="ops@signoff.local")
+    old.close()
+    assert waiting.status == "waiting_approval"
+
+    new = Runner(Home(tmp_path))
+    done = new.decide(waiting.run_id, {"action": "approve", "by": "lead@acme.example",
+                                       "reason": "receipt checked"})
+    new.close()
+    assert done.status == "resolved" and done.mutations == 2
+    with sqlite3.connect(tmp_path / "support.db") as conn:
+        refunds = conn.execute("SELECT COUNT(*) FROM refunds WHERE run_id = ?",
+                               (waiting.run_id,)).fetchone()[0]
+    assert refunds == 1
+    with open_checkpointer(tmp_path / "checkpoints.db") as saver:
+        versions = saver.get_tuple(thread_config(waiting.run_id)).checkpoint[  # type: ignore[arg-type, union-attr]
+            "channel_versions"]
+    assert all(isinstance(v, str) for v in versions.values())  # the old format, kept
+    assert isinstance(saver, CompactSqliteSaver)
+
+
+def test_new_runs_store_integer_channel_versions(tmp_path: Path) -> None:
+    runner = Runner(Home(tmp_path))
+    runner.ensure_domain_db(SUPPORT)
+    result = runner.start("support", TICKET, requester="ops@signoff.local")
+    runner.close()
+    with open_checkpointer(tmp_path / "checkpoints.db") as saver:
+        checkpoint = saver.get_tuple(thread_config(result.run_id)).checkpoint  # type: ignore[arg-type, union-attr]
+    assert checkpoint["channel_versions"]
+    assert all(isinstance(v, int) for v in checkpoint["channel_versions"].values())
