@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -26,13 +26,32 @@ _STOP_KINDS = frozenset({"fallback", "kill"})
 
 
 Event = list[Any]
-"""One recorded write, as plain data so it can travel in a checkpoint:
-["insert", table, row], ["set_once", column, value, run_id],
-["finish", outcome, reason, at, run_id] or ["audit", kind, run_id, payload, dedupe_key, at]."""
+"""One recorded event, as plain data so it can travel in a checkpoint: [table, *row] with
+the row's values in _COLUMNS order, or [FINISH, run_id, outcome, reason, at]. What it
+implies for the audit log and the run row is derived when it is written, not stored."""
 
-_TABLES = frozenset({"runs", "model_calls", "tool_calls", "decisions", "evidence"})
-_SET_ONCE = frozenset({"first_warning_at", "fallback_at"})
-_COLUMN = re.compile(r"^[a-z_]+$")
+_COLUMNS: dict[str, tuple[str, ...]] = {
+    "runs": ("run_id", "workflow", "workflow_version", "policy_version", "tenant_id", "team",
+             "requester", "customer_id", "ticket_id", "inputs", "started_at"),
+    "model_calls": ("run_id", "event_key", "at", "node", "model", "tokens_in", "tokens_out",
+                    "latency_s", "cost_usd"),
+    "tool_calls": ("run_id", "event_key", "at", "step", "tool", "args", "result", "error",
+                   "schema_valid", "ok", "latency_s", "mutation"),
+    "decisions": ("run_id", "event_key", "at", "step", "kind", "verdict", "rule_id", "reason",
+                  "actor", "data"),
+    "evidence": ("run_id", "event_key", "at", "source", "ref"),
+}
+_INSERT = {table: f"INSERT OR IGNORE INTO {table} ({', '.join(columns)})"
+                  f" VALUES ({', '.join('?' * len(columns))})"
+           for table, columns in _COLUMNS.items()}
+FINISH = "finish"
+_START_KEYS = ("workflow", "workflow_version", "policy_version", "tenant_id", "team",
+               "requester", "customer_id", "ticket_id")
+_DECISION_KEYS = ("event_key", "step", "verdict", "rule_id", "reason", "actor", "data")
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
 
 
 class Recorder:
@@ -100,11 +119,7 @@ class Recorder:
         statements: list[tuple[str, tuple[Any, ...]]] = []
         entries: list[AuditEntry] = []
         for event in events:
-            statements_or_entry = self._statement(event)
-            if isinstance(statements_or_entry, AuditEntry):
-                entries.append(statements_or_entry)
-            else:
-                statements.append(statements_or_entry)
+            self._expand(event, statements, entries)
         if statements:
             with self._lock:
                 self._conn.execute("BEGIN IMMEDIATE")
@@ -118,27 +133,46 @@ class Recorder:
         self._audit.append_many(entries)
 
     @staticmethod
-    def _statement(event: Event) -> tuple[str, tuple[Any, ...]] | AuditEntry:
-        # Events may come back from a checkpoint: table and column names are checked before
-        # they are put in SQL.
-        kind = event[0] if event else None
-        if kind == "insert" and len(event) == 3 and event[1] in _TABLES:
-            row = dict(event[2])
-            if row and all(_COLUMN.match(column) for column in row):
-                columns = ", ".join(row)
-                marks = ", ".join("?" for _ in row)
-                return (f"INSERT OR IGNORE INTO {event[1]} ({columns}) VALUES ({marks})",
-                        tuple(row.values()))
-        elif kind == "set_once" and len(event) == 4 and event[1] in _SET_ONCE:
-            column = event[1]
-            return (f"UPDATE runs SET {column} = ? WHERE run_id = ? AND {column} IS NULL",
-                    (event[2], event[3]))
-        elif kind == "finish" and len(event) == 5:
-            return ("UPDATE runs SET outcome = ?, reason = ?, finished_at = ?"
-                    " WHERE run_id = ? AND finished_at IS NULL", tuple(event[1:]))
-        elif kind == "audit" and len(event) == 6:
-            return AuditEntry(*event[1:])
-        raise ValueError(f"not a recorder event: {str(event)[:80]}")
+    def _expand(event: Event, statements: list[tuple[str, tuple[Any, ...]]],
+                entries: list[AuditEntry]) -> None:
+        """The trace statements and audit entries one event stands for."""
+        kind, values = (event[0], tuple(event[1:])) if event else (None, ())
+        if kind == FINISH and len(values) == 4:
+            run_id, outcome, reason, at = values
+            statements.append(("UPDATE runs SET outcome = ?, reason = ?, finished_at = ?"
+                               " WHERE run_id = ? AND finished_at IS NULL",
+                               (outcome, reason, at, run_id)))
+            entries.append(AuditEntry("run_finished", run_id,
+                                      {"outcome": outcome, "reason": reason},
+                                      f"{run_id}\x1ffinish", at))
+            return
+        if kind not in _COLUMNS or len(values) != len(_COLUMNS[kind]):
+            raise ValueError(f"not a recorder event: {str(event)[:80]}")
+        statements.append((_INSERT[kind], values))
+        row = dict(zip(_COLUMNS[kind], values, strict=True))
+        run_id = row["run_id"]
+        if kind == "runs":
+            entries.append(AuditEntry("run_started", run_id, {k: row[k] for k in _START_KEYS},
+                                      f"{run_id}\x1fstart", row["started_at"]))
+        elif kind == "tool_calls" and row["mutation"]:
+            entries.append(AuditEntry(
+                "mutation", run_id,
+                {"event_key": row["event_key"], "step": row["step"], "tool": row["tool"],
+                 "args": _loads(row["args"]), "result": _loads(row["result"]),
+                 "error": row["error"], "ok": bool(row["ok"])},
+                f"{run_id}\x1fevent\x1f{row['event_key']}", row["at"]))
+        elif kind == "decisions":
+            # Both set a time only once, so a repeated decision changes nothing.
+            stop = row["kind"] in _STOP_KINDS
+            for column, applies in (("first_warning_at", stop or
+                                     row["verdict"] in WARNING_VERDICTS),
+                                    ("fallback_at", stop)):
+                if applies:
+                    statements.append((f"UPDATE runs SET {column} = ? WHERE run_id = ?"
+                                       f" AND {column} IS NULL", (row["at"], run_id)))
+            entries.append(AuditEntry(row["kind"], run_id,
+                                      {k: row[k] for k in _DECISION_KEYS},
+                                      f"{run_id}\x1fevent\x1f{row['event_key']}", row["at"]))
 
     def _emit(self, event: Event) -> None:
         """Write one event now, or hold it when this thread is inside capture()."""
@@ -149,11 +183,8 @@ class Recorder:
             held.append(event)
 
     def _insert(self, table: str, row: dict[str, Any]) -> None:
-        """INSERT OR IGNORE one row: a repeated event_key changes nothing."""
-        self._emit(["insert", table, row])
-
-    def _append_audit(self, entry: AuditEntry) -> None:
-        self._emit(["audit", *entry])
+        """Record one row (INSERT OR IGNORE: a repeated event_key changes nothing)."""
+        self._emit([table, *(row[column] for column in _COLUMNS[table])])
 
     def _json(self, value: Any) -> str | None:
         return None if value is None else canonical_json(self._redactor.value(value))
@@ -197,12 +228,6 @@ class Recorder:
             "started_at": started_at,
         }
         self._insert("runs", row)
-        # Unconditional: the dedupe key makes a repeat a no-op, and a crash between the two
-        # writes heals on the next call.
-        keys = ("workflow", "workflow_version", "policy_version", "tenant_id", "team",
-                "requester", "customer_id", "ticket_id")
-        self._append_audit(AuditEntry("run_started", run_id, {k: row[k] for k in keys},
-                                      f"{run_id}\x1fstart", started_at))
 
     def evidence(self, run_id: str, event_key: str, *, source: str, ref: str) -> None:
         """Record a reference (e.g. "orders:A-1001") to evidence the run relied on."""
@@ -275,20 +300,7 @@ class Recorder:
             "latency_s": latency_s,
             "mutation": int(mutation),
         }
-        self._insert("tool_calls", row)
-        if mutation:  # outside the trace insert's check, so a crash between the two heals
-            payload = {
-                "event_key": event_key,
-                "step": step,
-                "tool": tool,
-                "args": self._redactor.value(args),
-                "result": self._redactor.value(result),
-                "error": row["error"],
-                "ok": ok,
-            }
-            self._append_audit(
-                AuditEntry("mutation", run_id, payload, f"{run_id}\x1fevent\x1f{event_key}", at)
-            )
+        self._insert("tool_calls", row)  # a mutation is also an audit entry (see _expand)
 
     def decision(
         self,
@@ -324,19 +336,7 @@ class Recorder:
             "actor": actor,
             "data": self._json(data),
         }
-        self._insert("decisions", row)
-        # Both set a time only once, so a repeated decision changes nothing.
-        if verdict in WARNING_VERDICTS or kind in _STOP_KINDS:
-            self._emit(["set_once", "first_warning_at", at, run_id])
-        if kind in _STOP_KINDS:
-            self._emit(["set_once", "fallback_at", at, run_id])
-        payload = {
-            k: row[k]
-            for k in ("event_key", "step", "verdict", "rule_id", "reason", "actor", "data")
-        }
-        self._append_audit(
-            AuditEntry(kind, run_id, payload, f"{run_id}\x1fevent\x1f{event_key}", at)
-        )
+        self._insert("decisions", row)  # also an audit entry (see _expand)
 
     def finish_run(self, run_id: str, *, outcome: str, reason: str | None) -> None:
         """Record the final outcome; the first call wins, later ones are ignored."""
@@ -344,11 +344,7 @@ class Recorder:
             raise ValueError(f"unknown outcome {outcome!r}; expected one of {sorted(OUTCOMES)}")
         reason_text = self._text(reason)
         at = self._clock()
-        self._emit(["finish", outcome, reason_text, at, run_id])
-        self._append_audit(
-            AuditEntry("run_finished", run_id, {"outcome": outcome, "reason": reason_text},
-                       f"{run_id}\x1ffinish", at)
-        )
+        self._emit([FINISH, run_id, outcome, reason_text, at])
 
     def close(self) -> None:
         """Checkpoint both databases' WAL into their files and close them."""
