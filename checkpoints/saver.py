@@ -24,10 +24,9 @@ class CompactSqliteSaver(SqliteSaver):
 
     SqliteSaver names each version with a 32-digit counter and a random fraction, about 50
     bytes, and every checkpoint stores a version per channel and per node seen: over a
-    kilobyte of signoff's checkpoint rows. That pushed them past one 4 KiB page, and a
-    commit that writes two pages costs about half as much again as one that writes one
-    (docs/benchmarks.md). A thread begun under the string format keeps it: LangGraph derives
-    each step's next version from the highest current one, so a thread never mixes the two.
+    kilobyte of each of signoff's checkpoint rows, about a third of them. A thread begun
+    under the string format keeps it: LangGraph derives each step's next version from the
+    highest current one, so a thread never mixes the two.
     """
 
     def get_next_version(self, current: str | int | None, channel: None) -> Any:
