@@ -102,31 +102,8 @@ class AuditLog:
         """Append entries in order, in one transaction; each one's seq, or None if skipped."""
         if not entries:
             return []
-        seqs: list[int | None] = []
-        with self._lock, self._write() as conn:
-            keys = [e.dedupe_key for e in entries if e.dedupe_key is not None]
-            logged: set[str] = set()
-            for start in range(0, len(keys), 500):  # under SQLite's bound-parameter limit
-                chunk = keys[start:start + 500]
-                logged.update(r[0] for r in conn.execute(
-                    "SELECT dedupe_key FROM audit WHERE dedupe_key IN"
-                    f" ({', '.join('?' * len(chunk))})", chunk))
-            seq, prev = self._head()
-            rows = []
-            for kind, run_id, payload, dedupe_key, at in entries:
-                if dedupe_key is not None:
-                    if dedupe_key in logged:
-                        seqs.append(None)
-                        continue
-                    logged.add(dedupe_key)
-                seq, at = seq + 1, self._clock() if at is None else at
-                payload_json = canonical_json(payload)
-                digest = text_entry_hash(seq, prev, kind, run_id, payload_json, at)
-                rows.append((seq, prev, digest, kind, run_id, payload_json, at, dedupe_key))
-                seqs.append(seq)
-                prev = digest
-            conn.executemany(_INSERT, rows)
-        return seqs
+        with self._lock, self._write():
+            return self._append(entries)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -140,22 +117,33 @@ class AuditLog:
             raise
         self._conn.execute("COMMIT")
 
-    def _insert(
-        self,
-        kind: str,
-        run_id: str | None,
-        payload: dict[str, Any],
-        dedupe_key: str | None,
-        at: float | None = None,
-    ) -> int:
-        payload_json = canonical_json(payload)
+    def _append(self, entries: list[AuditEntry]) -> list[int | None]:
+        """Chain and insert entries inside the caller's write transaction, skipping any whose
+        dedupe_key is already logged (or repeated in `entries`)."""
+        keys = [e.dedupe_key for e in entries if e.dedupe_key is not None]
+        logged: set[str] = set()
+        for start in range(0, len(keys), 500):  # under SQLite's bound-parameter limit
+            chunk = keys[start:start + 500]
+            logged.update(r[0] for r in self._conn.execute(
+                "SELECT dedupe_key FROM audit WHERE dedupe_key IN"
+                f" ({', '.join('?' * len(chunk))})", chunk))
         seq, prev = self._head()
-        seq += 1
-        at = self._clock() if at is None else at
-        digest = text_entry_hash(seq, prev, kind, run_id, payload_json, at)
-        self._conn.execute(_INSERT, (seq, prev, digest, kind, run_id, payload_json, at,
-                                     dedupe_key))
-        return seq
+        rows: list[tuple[Any, ...]] = []
+        seqs: list[int | None] = []
+        for kind, run_id, payload, dedupe_key, at in entries:
+            if dedupe_key is not None:
+                if dedupe_key in logged:
+                    seqs.append(None)
+                    continue
+                logged.add(dedupe_key)
+            seq, at = seq + 1, self._clock() if at is None else at
+            payload_json = canonical_json(payload)
+            digest = text_entry_hash(seq, prev, kind, run_id, payload_json, at)
+            rows.append((seq, prev, digest, kind, run_id, payload_json, at, dedupe_key))
+            seqs.append(seq)
+            prev = digest
+        self._conn.executemany(_INSERT, rows)
+        return seqs
 
     def _head(self) -> tuple[int, str]:
         row = self._conn.execute(
@@ -198,12 +186,10 @@ class AuditLog:
                 "INSERT INTO audit_anchor (through_seq, through_hash, purged_at) VALUES (?,?,?)",
                 (row[0], row[1], self._clock()),
             )
-            self._insert(
-                "purge",
-                None,
+            self._append([AuditEntry(
+                "purge", None,
                 {"through_seq": row[0], "through_hash": row[1], "deleted": deleted},
-                None,
-            )
+                None, None)])
             return deleted
 
     def verify(self) -> AuditVerification:
