@@ -168,21 +168,16 @@ def _recorded_together(fn: NodeFn) -> NodeFn:
         recorder = context.recorder if isinstance(context, RunContext) else None
         if recorder is None:
             return fn(*args, **kwargs)
-        if not context.events_in_writes:
-            with recorder.batch():
-                return fn(*args, **kwargs)
         with recorder.capture() as events:
             try:
                 update = fn(*args, **kwargs)
             except BaseException:
                 recorder.write(events)
                 raise
-        if not events:
-            return update
-        if not isinstance(update, dict):  # nowhere to put them: store them now
-            recorder.write(events)
-            return update
-        return {**update, EVENTS: events}
+        if events and context.events_in_writes and isinstance(update, dict):
+            return {**update, EVENTS: events}
+        recorder.write(events)  # not under the runner, or nowhere to put them: store them now
+        return update
 
     return node
 

@@ -58,10 +58,10 @@ class Recorder:
     """Writes events redacted, at most once per event_key, in short transactions.
 
     LangGraph re-runs nodes on resume and replay, so every method may be called again with
-    the same key; the repeat is ignored. Outside `capture()`/`batch()` each event is written
-    at once; inside, the block's events are held and written together, one transaction per
-    store. Thread-safe: one connection per store, one lock; a capture belongs to the thread
-    that opened it.
+    the same key; the repeat is ignored. Outside `capture()` each event is written at once;
+    inside, the block's events are held for `write()`, which writes them together, one
+    transaction per store. Thread-safe: one connection per store, one lock; a capture
+    belongs to the thread that opened it.
     """
 
     def __init__(
@@ -99,16 +99,6 @@ class Recorder:
             yield held
         finally:
             self._local.held = outer
-
-    @contextmanager
-    def batch(self) -> Iterator[None]:
-        """Hold the events recorded in the block and write them when it ends, also when it
-        raises (a failing node's events are kept)."""
-        with self.capture() as held:
-            try:
-                yield
-            finally:
-                self.write(held)
 
     def write(self, events: Sequence[Event]) -> None:
         """Write held events: one transaction for the traces, one for the audit log.

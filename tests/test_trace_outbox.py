@@ -117,3 +117,43 @@ def test_a_drive_that_fails_still_writes_the_events_of_the_nodes_it_finished(
     # which finished before execute raised.
     assert tools == ["lookup_customer"]
     assert gates == 2
+
+
+def test_a_graph_driven_directly_writes_each_nodes_events_when_it_ends(tmp_path: Path) -> None:
+    """Without the runner (events_in_writes off) nothing would write the events at the end of
+    a drive, so each node's go to the stores as the node finishes."""
+    import time
+
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from checkpoints.runs import RunStore
+    from graph.context import RunContext
+    from graph.factory import build_graph
+    from graph.state import InputState, Ticket, usage_delta
+    from observability import Recorder
+    from verifiers.policy import load_policy
+
+    support = get_workflow("support")
+    traced_runner(tmp_path).close()  # the sample data
+    ticket = sample("TKT-1001")
+    db, runs = support.open_db(tmp_path / "support.db"), RunStore(tmp_path / "control.db")
+    recorder = Recorder(tmp_path)
+    ctx = RunContext(run_id="run-direct", tenant_id="acme", requester="ops@signoff.local",
+                     workflow=support, registry=support.tools(),
+                     policy=load_policy(support.policy_path), policy_error=None,
+                     planner=support.planner(), checker=support.checker(), db=db, runs=runs,
+                     recorder=recorder)
+    inputs = InputState(run_id="run-direct", ticket=Ticket(
+        ticket_id=ticket.ticket_id, customer_id=ticket.customer_id,
+        customer_email=ticket.customer_email, subject=ticket.subject, body=ticket.body),
+        started_at=time.time(), step=0, usage=usage_delta(), evidence={})
+    try:
+        final = build_graph().compile(checkpointer=InMemorySaver()).invoke(
+            inputs, {"configurable": {"thread_id": "run-direct"}}, context=ctx)
+    finally:
+        recorder.close()
+        db.close()
+        runs.close()
+    assert final["outcome"] == "resolved"
+    assert trace_counts(tmp_path, "run-direct")["tool_calls"] == 4
+    assert "mutation" in audit_kinds(tmp_path, "run-direct")
