@@ -76,6 +76,16 @@ class RunResult:
     """What the run has spent so far: model calls, tokens, tool calls, retries, cost."""
 
 
+def initial_inputs(run_id: str, ticket: SampleTicket, started_at: float) -> InputState:
+    """The graph input that starts a run on `ticket`."""
+    return InputState(
+        run_id=run_id,
+        ticket=Ticket(ticket_id=ticket.ticket_id, customer_id=ticket.customer_id,
+                      customer_email=ticket.customer_email, subject=ticket.subject,
+                      body=ticket.body),
+        started_at=started_at, step=0, usage=usage_delta(), evidence={})
+
+
 def events_in_history(saver: BaseCheckpointSaver[Any], run_id: str) -> list[Any]:
     """Every trace and audit event saved in the run's checkpoint writes, oldest first."""
     steps = [[event for _task, channel, value in tup.pending_writes or ()
@@ -214,12 +224,7 @@ class Runner:
         workflow = get_workflow(workflow_name)
         policy, _ = self.load_policy(workflow)
         run_id = f"run-{uuid.uuid4().hex[:10]}"
-        inputs = InputState(
-            run_id=run_id,
-            ticket=Ticket(ticket_id=ticket.ticket_id, customer_id=ticket.customer_id,
-                          customer_email=ticket.customer_email, subject=ticket.subject,
-                          body=ticket.body),
-            started_at=self.clock(), step=0, usage=usage_delta(), evidence={})
+        inputs = initial_inputs(run_id, ticket, self.clock())
         requester_role = self._requester_role(workflow, policy, requester, ticket)
         self.runs.create(run_id=run_id, workflow=workflow.name,
                          workflow_version=workflow.version, tenant_id=ticket.tenant_id,

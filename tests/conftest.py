@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
+from langgraph.checkpoint.memory import InMemorySaver
 
+from checkpoints.saver import open_checkpointer
 from graph.observe import price_fn, recorder_factory
 from graph.runner import Home, Runner
 from graph.workflows import get_workflow
@@ -28,6 +32,16 @@ def runner(home: Path) -> Iterator[Runner]:
     r.ensure_domain_db(get_workflow("support"), reset=True)
     yield r
     r.close()
+
+
+@contextmanager
+def checkpointer(kind: str, path: Path) -> Iterator[Any]:
+    """The checkpointer of a grid cell: "memory" (InMemorySaver) or "sqlite" (at `path`)."""
+    if kind == "memory":
+        yield InMemorySaver()
+    else:
+        with open_checkpointer(path) as saver:
+            yield saver
 
 
 def sample(ticket_id: str):  # noqa: ANN201 - SampleTicket

@@ -5,23 +5,18 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
 from checkpoints.runs import RunStore
-from checkpoints.saver import open_checkpointer
 from graph.context import RunContext
 from graph.factory import build_graph
-from graph.runner import Runner
-from graph.state import InputState, Ticket, usage_delta
+from graph.runner import Runner, initial_inputs
 from graph.workflows import get_workflow
-from tests.conftest import sample
+from tests.conftest import checkpointer, sample
 from verifiers.policy import load_policy
 
 SUPPORT = get_workflow("support")
@@ -65,15 +60,6 @@ def test_approval_resumes_and_commits_exactly_once(runner: Runner, home: Path) -
 
 # The same interrupt/resume, driven directly on the compiled graph, under both checkpointers.
 
-@contextmanager
-def checkpointer(kind: str, path: Path) -> Iterator[Any]:
-    if kind == "memory":
-        yield InMemorySaver()
-    else:
-        with open_checkpointer(path) as saver:
-            yield saver
-
-
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
 def test_interrupt_then_resume_under_each_checkpointer(kind: str, runner: Runner,
                                                        home: Path) -> None:
@@ -84,10 +70,7 @@ def test_interrupt_then_resume_under_each_checkpointer(kind: str, runner: Runner
                      workflow=SUPPORT, registry=SUPPORT.tools(),
                      policy=load_policy(SUPPORT.policy_path), policy_error=None,
                      planner=SUPPORT.planner(), checker=SUPPORT.checker(), db=db, runs=runs)
-    inputs = InputState(run_id="run-grid", ticket=Ticket(
-        ticket_id=ticket.ticket_id, customer_id=ticket.customer_id,
-        customer_email=ticket.customer_email, subject=ticket.subject, body=ticket.body),
-        started_at=time.time(), step=0, usage=usage_delta(), evidence={})
+    inputs = initial_inputs("run-grid", ticket, time.time())
     config = {"configurable": {"thread_id": "run-grid"}}
     try:
         with checkpointer(kind, home / "grid-checkpoints.db") as saver:

@@ -11,24 +11,21 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
 from checkpoints.runs import RunStore
-from checkpoints.saver import open_checkpointer
 from graph import workflows
 from graph.context import RunContext, Workflow
 from graph.extensions import Extension, stop_run
 from graph.factory import build_graph
-from graph.runner import Home, Runner
-from graph.state import InputState, Ticket, usage_delta
+from graph.runner import Home, Runner, initial_inputs
 from graph.workflows import get_workflow
+from tests.conftest import checkpointer, sample
 from tools.ledger import ensure_ledger
 from verifiers.policy import load_policy
 
@@ -141,10 +138,6 @@ def watched(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Runne
     runner.close()
 
 
-def sample(ticket_id: str) -> Any:
-    return next(t for t in get_workflow("support").sample_tickets() if t.ticket_id == ticket_id)
-
-
 def test_extension_nodes_run_through_interrupt_and_resume_in_a_second_runner(
         watched: tuple[Runner, Seen, str], home: Path) -> None:
     runner, seen, name = watched
@@ -180,15 +173,6 @@ def test_an_after_execute_node_can_stop_the_run(home: Path,
     assert result.mutations == 0 and seen.after == ["lookup_customer", "get_order"]
 
 
-@contextmanager
-def checkpointer(kind: str, path: Path) -> Iterator[Any]:
-    if kind == "memory":
-        yield InMemorySaver()
-    else:
-        with open_checkpointer(path) as saver:
-            yield saver
-
-
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
 def test_extended_graph_interrupts_and_resumes_under_each_checkpointer(kind: str,
                                                                        home: Path) -> None:
@@ -203,10 +187,7 @@ def test_extended_graph_interrupts_and_resumes_under_each_checkpointer(kind: str
                          workflow=support, registry=support.tools(),
                          policy=load_policy(support.policy_path), policy_error=None,
                          planner=support.planner(), checker=support.checker(), db=db, runs=runs)
-        inputs = InputState(run_id="run-ext", ticket=Ticket(
-            ticket_id=ticket.ticket_id, customer_id=ticket.customer_id,
-            customer_email=ticket.customer_email, subject=ticket.subject, body=ticket.body),
-            started_at=time.time(), step=0, usage=usage_delta(), evidence={})
+        inputs = initial_inputs("run-ext", ticket, time.time())
         config: Any = {"configurable": {"thread_id": "run-ext"}}
         with checkpointer(kind, home / "ext-checkpoints.db") as saver:
             graph = build_graph([extension(seen)]).compile(checkpointer=saver)

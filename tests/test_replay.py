@@ -19,8 +19,7 @@ from langgraph.types import Command, StateSnapshot
 from checkpoints.saver import DURABILITY, open_checkpointer, thread_config
 from graph.context import RunContext
 from graph.factory import build_graph
-from graph.runner import Home, Runner
-from graph.state import InputState, Ticket, usage_delta
+from graph.runner import Home, Runner, initial_inputs
 from graph.workflows import get_workflow
 
 WORKFLOW = get_workflow("support")
@@ -66,11 +65,7 @@ class Direct:
                                  durability=DURABILITY)
 
     def start(self) -> dict[str, Any]:
-        t = self.ticket
-        return self.invoke(InputState(
-            run_id=self.run_id, started_at=time.time(), step=0, usage=usage_delta(), evidence={},
-            ticket=Ticket(ticket_id=t.ticket_id, customer_id=t.customer_id,
-                          customer_email=t.customer_email, subject=t.subject, body=t.body)))
+        return self.invoke(initial_inputs(self.run_id, self.ticket, time.time()))
 
     def history(self) -> list[StateSnapshot]:
         return list(self.graph.get_state_history(self.config))  # type: ignore[arg-type]

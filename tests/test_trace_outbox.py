@@ -129,7 +129,7 @@ def test_a_graph_driven_directly_writes_each_nodes_events_when_it_ends(tmp_path:
     from checkpoints.runs import RunStore
     from graph.context import RunContext
     from graph.factory import build_graph
-    from graph.state import InputState, Ticket, usage_delta
+    from graph.runner import initial_inputs
     from observability import Recorder
     from verifiers.policy import load_policy
 
@@ -143,10 +143,7 @@ def test_a_graph_driven_directly_writes_each_nodes_events_when_it_ends(tmp_path:
                      policy=load_policy(support.policy_path), policy_error=None,
                      planner=support.planner(), checker=support.checker(), db=db, runs=runs,
                      recorder=recorder)
-    inputs = InputState(run_id="run-direct", ticket=Ticket(
-        ticket_id=ticket.ticket_id, customer_id=ticket.customer_id,
-        customer_email=ticket.customer_email, subject=ticket.subject, body=ticket.body),
-        started_at=time.time(), step=0, usage=usage_delta(), evidence={})
+    inputs = initial_inputs("run-direct", ticket, time.time())
     try:
         final = build_graph().compile(checkpointer=InMemorySaver()).invoke(
             inputs, {"configurable": {"thread_id": "run-direct"}}, context=ctx)
