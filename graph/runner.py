@@ -264,7 +264,11 @@ class Runner:
                 started = saver.get_tuple(thread_config(run_id)) is not None  # type: ignore[arg-type]
                 if started and recorder is not None:
                     # The drive that died may have saved nodes' events it never wrote.
-                    recorder.write(events_in_history(saver, run_id))
+                    try:
+                        recorder.write(events_in_history(saver, run_id))
+                    except ValueError as exc:  # checked before anything is written
+                        raise SignoffError(f"run {run_id}'s checkpoints hold an unreadable "
+                                           f"trace event: {exc}") from None
             payload: Any = None if started else record.inputs
             return self._drive(record, workflow, payload)
 

@@ -154,3 +154,42 @@ def test_a_graph_driven_directly_writes_each_nodes_events_when_it_ends(tmp_path:
     assert final["outcome"] == "resolved"
     assert trace_counts(tmp_path, "run-direct")["tool_calls"] == 4
     assert "mutation" in audit_kinds(tmp_path, "run-direct")
+
+
+def test_an_unreadable_event_writes_nothing_of_its_batch(tmp_path: Path) -> None:
+    from observability import Recorder
+
+    recorder = Recorder(tmp_path)
+    with recorder.capture() as events:
+        recorder.decision("r1", "gate:1", step="1", kind="gate", verdict="red",
+                          rule_id="R", reason="no")
+    try:
+        with pytest.raises(ValueError, match="not a recorder event"):
+            recorder.write([*events, ["decisions", "too", "short"]])
+        with pytest.raises(ValueError, match="not a recorder event"):
+            recorder.write([["runs; DROP TABLE runs", *range(11)]])
+    finally:
+        recorder.close()
+    assert trace_counts(tmp_path, "r1")["decisions"] == 0
+    assert audit_kinds(tmp_path, "r1") == []
+
+
+def test_resume_refuses_a_checkpoint_with_an_unreadable_event(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import graph.runner
+    from graph.errors import SignoffError
+
+    traced_runner(tmp_path).close()
+    start_in_child(tmp_path, kill_at=3)
+    with sqlite3.connect(tmp_path / "control.db") as conn:
+        (run_id,) = conn.execute("SELECT run_id FROM runs").fetchone()
+    monkeypatch.setattr(graph.runner, "events_in_history",
+                        lambda saver, run_id: [["decisions", "tampered"]])
+    runner = traced_runner(tmp_path)
+    try:
+        with pytest.raises(SignoffError, match="unreadable trace event"):
+            runner.resume(run_id)
+        assert runner.status(run_id).status == "running"  # nothing driven, nothing changed
+    finally:
+        runner.close()
+    assert trace_counts(tmp_path, run_id)["decisions"] == 0
