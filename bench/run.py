@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import breakdown, compare, growth, profile, resume, throughput, tracestore
+from bench import breakdown, compare, controls, growth, profile, resume, throughput, tracestore
 from bench.common import OUT, fmt_ms, table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,10 +28,10 @@ PACKAGES = ("langgraph", "langgraph-checkpoint", "langgraph-checkpoint-sqlite", 
 
 FULL = {"rounds": 15, "lengths": (10, 50, 200), "resume": 50, "tickets": 60,
         "store_runs": 1_000_000, "queries": 40, "profile_rounds": 3,
-        "breakdown_rounds": 10}
+        "breakdown_rounds": 10, "controls_rounds": 12}
 QUICK = {"rounds": 2, "lengths": (10, 50, 200), "resume": 12, "tickets": 20,
          "store_runs": 100_000, "queries": 15, "profile_rounds": 1,
-         "breakdown_rounds": 3}
+         "breakdown_rounds": 3, "controls_rounds": 2}
 
 
 def machine() -> dict[str, Any]:
@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="write the doc again from the last full run's bench/out/"
                              "results.json, measuring nothing")
     parser.add_argument("--only", choices=["compare", "growth", "resume", "throughput",
-                                           "tracestore", "profile", "breakdown", "fixes",
-                                           "commits"],
+                                           "tracestore", "profile", "breakdown", "controls",
+                                           "fixes", "commits"],
                         action="append",
                         help="run only these sections (repeatable); the doc is not written")
     args = parser.parse_args(argv)
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="run-", dir=OUT))
     sections = set(args.only or ["compare", "growth", "resume", "throughput", "tracestore",
-                                 "profile", "breakdown", "fixes", "commits"])
+                                 "profile", "breakdown", "controls", "fixes", "commits"])
     results: dict[str, Any] = {"machine": machine(), "command": command, "config": cfg,
                                "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     t0 = time.perf_counter()
@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         step("profile", lambda: profile.run(work / "profile", rounds=cfg["profile_rounds"]))
         step("breakdown", lambda: breakdown.run(work / "breakdown",
                                                 rounds=cfg["breakdown_rounds"]))
+        step("controls", lambda: controls.run(work / "controls",
+                                              rounds=cfg["controls_rounds"]))
         step("fixes", lambda: profile.fix_costs(work / "fixes"))
         step("commits", lambda: profile.commit_costs(work / "commits"))
     finally:
@@ -300,6 +302,20 @@ def render(r: dict[str, Any]) -> str:
                       + [["**round**", f"**{bd['totals_ms'][a]:.1f}**",
                           f"**{bd['totals_ms'][b]:.1f}**",
                           f"**{bd['totals_ms'][a] - bd['totals_ms'][b]:+.1f}**"]]), ""]
+    ct = r.get("controls")
+    if ct:
+        out += ["### What each control costs, one off at a time", "",
+                f"(a) next to copies of it that each lack one control, and (b), interleaved "
+                f"ticket by ticket on the same-work tickets, {ct['rounds']} rounds; each "
+                "figure is the sum over the tickets of the median ticket time "
+                "(`bench/controls.py`). A control's price is its copy's difference from (a): "
+                "everything it adds, including its share of LangGraph's writes. The second "
+                "copy of (a), with nothing off, shows how far two identical variants drift "
+                "apart in this run. The controls are turned off inside the bench only; "
+                "signoff has no switch for them.", "",
+                table(["variant", "what is off", "ms per round", "vs (a) ms", "x (b)"],
+                      [[x["variant"], x["what"], f"{x['ms']:.1f}", f"{x['vs_full_ms']:+.1f}",
+                        f"{x['ratio_to_b']:.2f}"] for x in ct["rows"]]), ""]
     fx = r.get("fixes")
     if fx:
         out += ["### Fixes, before and after", "",
