@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import checkpoint_bytes, median, supersteps
+from bench.common import checkpoint_bytes, median, percentile, supersteps
 from bench.variants import AgentVariant, BareGraphVariant, SignoffVariant, TicketRun
 from graph.workflows import get_workflow
 
@@ -62,6 +62,16 @@ def run(work: Path, *, rounds: int, warmup: int = 1) -> dict[str, Any]:
     # what signoff blocks.
     same = [row for row in rows if row[names[0]]["outcome"] == "resolved"]
     same_totals = {n: sum(row[n]["median_s"] for row in same) for n in names}
+
+    def per_round(n: str) -> list[float]:
+        """The same-work tickets' total in each measured round."""
+        return [sum(times[(n, row["ticket"])][i] for row in same) for i in range(rounds)]
+
+    spread = {}
+    for key, other in (("ab", names[1]), ("ac", names[2])):
+        ratios = [x / y for x, y in zip(per_round(names[0]), per_round(other), strict=True)]
+        spread[f"same_work_ratio_{key}_rounds"] = {"p25": percentile(ratios, 25),
+                                                   "p75": percentile(ratios, 75)}
     return {"variants": names, "rows": rows, "totals": totals, "supersteps": steps,
             "tool_calls": calls, "rounds": rounds,
             "ratio_ab": totals[names[0]] / totals[names[1]],
@@ -69,5 +79,6 @@ def run(work: Path, *, rounds: int, warmup: int = 1) -> dict[str, Any]:
             "same_work_tickets": [row["ticket"] for row in same],
             "same_work_ratio_ab": same_totals[names[0]] / same_totals[names[1]],
             "same_work_ratio_ac": same_totals[names[0]] / same_totals[names[2]],
+            **spread,
             "threads_a": {row["ticket"]: last[(names[0], row["ticket"])].thread_id
                           for row in rows}}

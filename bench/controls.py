@@ -9,8 +9,10 @@ timer around the control's own code (section 6's breakdown) does not see.
 A second copy of (a) with nothing turned off is the noise floor: how far two identical
 variants drift apart in this run. Differences no larger than its distance from (a) are noise.
 
-The controls are turned off here, in the bench, by replacing one function or setting for
-the copy's own drives. signoff has no switch to turn them off, by design.
+The checker and the registry's sync are turned off here, in the bench, by replacing one
+function or setting for the copy's own drives; signoff has no switch for them. The
+recorder's copy runs as SIGNOFF_TRACES=off would, a setting the release gate
+(`signoff gate`) refuses.
 """
 
 from __future__ import annotations
