@@ -106,6 +106,7 @@ def run(work: Path, *, rounds: int, warmup: int = 1) -> dict[str, Any]:
     variants.append(BareGraphVariant(work / "b"))
     tickets = [t for t in get_workflow("support").sample_tickets() if t.ticket_id in SAME_WORK]
     times: dict[tuple[str, str], list[float]] = {}
+    cpu: dict[str, float] = {}
     outcomes: dict[str, set[str]] = {}
     try:
         for r in range(warmup + rounds):
@@ -115,12 +116,13 @@ def run(work: Path, *, rounds: int, warmup: int = 1) -> dict[str, Any]:
             order = variants[k:] + variants[:k]
             for ticket in tickets:
                 for v in order:
-                    started = time.perf_counter()
+                    started, cpu_started = time.perf_counter(), time.process_time()
                     result = v.run(ticket)
                     elapsed = time.perf_counter() - started
                     outcomes.setdefault(v.name, set()).add(result.outcome)
                     if r >= warmup:
                         times.setdefault((v.name, ticket.ticket_id), []).append(elapsed)
+                        cpu[v.name] = cpu.get(v.name, 0.0) + time.process_time() - cpu_started
     finally:
         for v in variants:
             v.close()
@@ -130,10 +132,12 @@ def run(work: Path, *, rounds: int, warmup: int = 1) -> dict[str, Any]:
     rows = []
     for name, _, _, what in VARIANTS:
         rows.append({"variant": name, "what": what, "ms": totals[name],
+                     "cpu_ms": cpu[name] * 1000 / rounds,
                      "vs_full_ms": totals[name] - totals[FULL],
                      "ratio_to_b": totals[name] / totals[bare],
                      "outcomes": sorted(outcomes[name])})
     rows.append({"variant": bare, "what": "", "ms": totals[bare],
+                 "cpu_ms": cpu[bare] * 1000 / rounds,
                  "vs_full_ms": totals[bare] - totals[FULL], "ratio_to_b": 1.0,
                  "outcomes": sorted(outcomes[bare])})
     return {"tickets": list(SAME_WORK), "rounds": rounds, "rows": rows}

@@ -324,9 +324,14 @@ def render(r: dict[str, Any]) -> str:
                 "apart in this run. The checker and the registry's sync are turned off inside "
                 "the bench only (signoff has no switch for them); the recorder's copy runs as "
                 "SIGNOFF_TRACES=off would, which the release gate refuses.", "",
-                table(["variant", "what is off", "ms per round", "vs (a) ms", "x (b)"],
+                "CPU is the process's CPU time (all threads) over the same tickets, a mean "
+                "per round rather than a median.", "",
+                table(["variant", "what is off", "ms per round", "vs (a) ms", "x (b)",
+                       "CPU ms per round"],
                       [[x["variant"], x["what"], f"{x['ms']:.1f}", f"{x['vs_full_ms']:+.1f}",
-                        f"{x['ratio_to_b']:.2f}"] for x in ct["rows"]]), ""]
+                        f"{x['ratio_to_b']:.2f}",
+                        f"{x['cpu_ms']:.1f}" if "cpu_ms" in x else "-"]
+                       for x in ct["rows"]]), ""]
     fx = r.get("fixes")
     if fx:
         out += ["### Fixes, before and after", "",
