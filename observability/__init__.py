@@ -3,7 +3,7 @@
 The graph records through `Recorder`; the CLI wraps the library functions below.
 """
 
-from observability.audit import AuditLog, AuditVerification, verify_audit
+from observability.audit import AuditLog, AuditVerification, Head, audit_head, verify_audit
 from observability.db import StoreError
 from observability.otel import export_otel
 from observability.prices import DEFAULT_PRICES, ModelPrice, PriceTable
@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_PRICES",
     "AuditLog",
     "AuditVerification",
+    "Head",
     "ModelPrice",
     "PriceTable",
     "PurgeResult",
@@ -25,6 +26,7 @@ __all__ = [
     "Redactor",
     "Report",
     "StoreError",
+    "audit_head",
     "compute_report",
     "export_otel",
     "purge",

@@ -14,6 +14,7 @@ from observability.chain import (
     GENESIS_HASH,
     Anchor,
     AuditVerification,
+    Head,
     Row,
     entry_hash,
     text_entry_hash,
@@ -21,8 +22,8 @@ from observability.chain import (
 )
 from observability.db import AUDIT_FILE, StoreError, canonical_json, checkpoint_and_close, connect
 
-__all__ = ["GENESIS_HASH", "AuditEntry", "AuditLog", "AuditVerification", "entry_hash",
-           "verify_audit"]
+__all__ = ["GENESIS_HASH", "AuditEntry", "AuditLog", "AuditVerification", "Head", "audit_head",
+           "entry_hash", "verify_audit"]
 
 _INSERT = (
     "INSERT INTO audit (seq, prev_hash, entry_hash, kind, run_id, payload, at, dedupe_key)"
@@ -192,24 +193,70 @@ class AuditLog:
                 None, None)])
             return deleted
 
-    def verify(self) -> AuditVerification:
+    def verify(self, head: Head | None = None) -> AuditVerification:
+        """Walk the chain; with `head`, also check the log still holds that entry unchanged.
+
+        The chain alone cannot show a log rewritten from some entry on, with every hash
+        recomputed, or its newest entries dropped; a head written down elsewhere can. Raises
+        ValueError when `head` names an entry a purge removed (it can no longer be checked).
+        """
         with self._lock:
+            anchor = self.anchor()
+            if head is not None and anchor is not None and head.seq < anchor.through_seq:
+                raise ValueError(f"entry {head.seq} was purged (the log keeps the entries after "
+                                 f"{anchor.through_seq}); check against a newer head")
             rows = self._conn.execute(
                 "SELECT seq, prev_hash, entry_hash, kind, run_id, payload, at"
                 " FROM audit ORDER BY seq"
             )
-            return verify_chain((Row(*row) for row in rows), self.anchor())
+            result = verify_chain((Row(*row) for row in rows), anchor)
+            if not result.ok or head is None:
+                return result
+            return self._against(head, anchor, result)
+
+    def _against(self, head: Head, anchor: Anchor | None,
+                 result: AuditVerification) -> AuditVerification:
+        if head.seq == 0 and anchor is None:
+            stored: str | None = GENESIS_HASH
+        elif anchor is not None and head.seq == anchor.through_seq:
+            stored = anchor.through_hash
+        else:
+            row = self._conn.execute("SELECT entry_hash FROM audit WHERE seq = ?",
+                                     (head.seq,)).fetchone()
+            stored = row[0] if row else None
+        if stored is None:
+            newest = self._head()[0]
+            return AuditVerification(False, result.entries_checked, head.seq,
+                                     f"the pinned entry is missing: the log ends at {newest} "
+                                     "(its newest entries were dropped)")
+        if stored != head.entry_hash:
+            return AuditVerification(False, result.entries_checked, head.seq,
+                                     "the entry's hash differs from the pinned head: the log "
+                                     "was rewritten at or before this entry")
+        return result
 
     def close(self) -> None:
         with self._lock:
             checkpoint_and_close(self._conn)
 
 
-def verify_audit(home: Path) -> AuditVerification:
-    """Verify `home/audit.db`; a missing or unreadable file raises StoreError."""
+def verify_audit(home: Path, head: Head | None = None) -> AuditVerification:
+    """Verify `home/audit.db` (against `head` if given); a missing or unreadable file raises
+    StoreError, a head that can no longer be checked ValueError."""
     log = AuditLog(home, clock=time.time, create=False)
     try:
-        return log.verify()
+        return log.verify(head)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"cannot read {Path(home) / AUDIT_FILE}: {exc}") from exc
+    finally:
+        log.close()
+
+
+def audit_head(home: Path) -> Head:
+    """The newest entry of `home/audit.db`, to write down where the log's writers cannot."""
+    log = AuditLog(home, clock=time.time, create=False)
+    try:
+        return Head(*log.head())
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"cannot read {Path(home) / AUDIT_FILE}: {exc}") from exc
     finally:

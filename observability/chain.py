@@ -57,6 +57,26 @@ class Anchor(NamedTuple):
     """That entry's hash, which the next entry's prev_hash must equal."""
 
 
+class Head(NamedTuple):
+    """A newest entry someone wrote down: `signoff audit head` prints it as SEQ:HASH."""
+
+    seq: int
+    entry_hash: str
+
+    def __str__(self) -> str:
+        return f"{self.seq}:{self.entry_hash}"
+
+    @classmethod
+    def parse(cls, text: str) -> Head:
+        """SEQ:HASH as `str()` writes it; ValueError (one line) for anything else."""
+        seq, sep, digest = text.strip().partition(":")
+        if not (sep and seq.isdigit() and len(digest) == 64
+                and all(c in "0123456789abcdef" for c in digest)):
+            raise ValueError(f"a head is SEQ:HASH as `signoff audit head` prints it (a number, "
+                             f"a colon and 64 hex digits), got {text.strip()[:80]!r}")
+        return cls(int(seq), digest)
+
+
 class Row(NamedTuple):
     seq: int
     prev_hash: str

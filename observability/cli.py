@@ -1,4 +1,5 @@
-"""CLI commands over the observability library: traces, report, audit verify, traces-purge."""
+"""CLI commands over the observability library: traces, report, audit verify and head,
+traces-purge."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from observability.audit import verify_audit
+from observability.audit import Head, audit_head, verify_audit
 from observability.db import StoreError
 from observability.prices import PriceTable
 from observability.render import render_report
@@ -43,7 +44,7 @@ def _when(epoch: float | None) -> str:
 
 
 def register(app: typer.Typer, home: Callable[[], Path]) -> None:
-    """Add `traces`, `report`, `audit verify` and `traces-purge` to `app`.
+    """Add `traces`, `report`, `audit verify`, `audit head` and `traces-purge` to `app`.
 
     `home` returns the data directory holding traces.db and audit.db; it is called per command.
     """
@@ -130,19 +131,40 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
     app.add_typer(audit, name="audit")
 
     @audit.command("verify")
-    def audit_verify() -> None:
+    def audit_verify(
+        head: Annotated[str | None, typer.Option(
+            "--head", metavar="SEQ:HASH",
+            help="A head `signoff audit head` printed earlier: also check that entry is "
+                 "still there, unchanged.")] = None,
+    ) -> None:
         """Check the audit log's hash chain; exit 1 naming the first bad entry if tampered.
 
-        Example: signoff audit verify
+        Example: signoff audit verify --head "$(tail -n 1 /mnt/elsewhere/audit-heads)"
         """
         try:
-            result = verify_audit(home())
-        except StoreError as exc:
+            pinned = Head.parse(head) if head is not None else None
+            result = verify_audit(home(), pinned)
+        except (StoreError, ValueError) as exc:
             _fail(str(exc))
         if not result.ok:
             typer.echo(f"audit log tampered: entry {result.first_bad_seq}: {result.reason}")
             raise typer.Exit(1)
-        typer.echo(f"audit log intact: {result.entries_checked} entries")
+        against = f", and holds entry {pinned.seq} of the head given" if pinned else ""
+        typer.echo(f"audit log intact: {result.entries_checked} entries{against}")
+
+    @audit.command("head")
+    def audit_head_cmd() -> None:
+        """Print the newest entry as SEQ:HASH; keep it where the log's writers cannot write.
+
+        `signoff audit verify --head SEQ:HASH` then also catches a log rewritten with every
+        hash recomputed, or cut short, which the chain alone cannot show.
+
+        Example: signoff audit head >> /mnt/elsewhere/audit-heads
+        """
+        try:
+            typer.echo(str(audit_head(home())))
+        except StoreError as exc:
+            _fail(str(exc))
 
     @app.command("traces-purge")
     def traces_purge(

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from observability import AuditLog, purge, verify_audit
+from observability import AuditLog, Head, audit_head, purge, verify_audit
 from observability.audit import GENESIS_HASH, entry_hash
 from observability.chain import text_entry_hash
 from observability.db import StoreError, canonical_json
@@ -211,3 +211,80 @@ def test_missing_or_foreign_audit_file_is_a_store_error(tmp_path: Path) -> None:
     (tmp_path / "audit.db").write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="cannot read"):
         verify_audit(tmp_path)
+
+
+# -- a head written down elsewhere -----------------------------------------------------------
+
+
+def rewrite_from(home: Path, seq: int) -> None:
+    """Change entry `seq` and recompute every hash after it: what someone who can write the
+    file can do, and what the chain alone cannot show."""
+    with sqlite3.connect(home / "audit.db") as conn:
+        prev = conn.execute("SELECT prev_hash FROM audit WHERE seq = ?", (seq,)).fetchone()[0]
+        rows = conn.execute("SELECT seq, kind, run_id, payload, at FROM audit WHERE seq >= ?"
+                            " ORDER BY seq", (seq,)).fetchall()
+        for n, kind, run_id, payload, at in rows:
+            if n == seq:
+                payload = canonical_json({"step": n, "verdict": "red"})
+            digest = text_entry_hash(n, prev, kind, run_id, payload, at)
+            conn.execute("UPDATE audit SET prev_hash = ?, entry_hash = ?, payload = ?"
+                         " WHERE seq = ?", (prev, digest, payload, n))
+            prev = digest
+
+
+def test_a_head_catches_a_log_rewritten_with_every_hash_recomputed(home: Path) -> None:
+    head = audit_head(home)
+    assert head.seq == ENTRIES
+    rewrite_from(home, 3)
+    assert verify_audit(home).ok  # the chain alone cannot tell
+    result = verify_audit(home, head)
+    assert (result.ok, result.first_bad_seq) == (False, ENTRIES)
+    assert "rewritten" in (result.reason or "")
+
+
+def test_a_head_catches_the_newest_entries_dropped(home: Path) -> None:
+    head = audit_head(home)
+    tamper(home, "DELETE FROM audit WHERE seq >= 5")
+    assert verify_audit(home).ok
+    result = verify_audit(home, head)
+    assert (result.ok, result.first_bad_seq) == (False, ENTRIES)
+    assert "the log ends at 4" in (result.reason or "")
+
+
+def test_an_older_head_still_holds_after_more_entries(home: Path) -> None:
+    head = audit_head(home)
+    log = AuditLog(home, clock=FakeClock(now=1_800_000_000.0))
+    log.append("gate", "r2", {"later": True})
+    log.close()
+    assert audit_head(home).seq == ENTRIES + 1
+    assert verify_audit(home, head).ok
+
+
+def test_heads_of_an_empty_log_and_across_a_purge(tmp_path: Path, home: Path) -> None:
+    AuditLog(tmp_path / "empty", clock=FakeClock()).close()
+    empty = audit_head(tmp_path / "empty")
+    assert empty == Head(0, GENESIS_HASH)
+    assert verify_audit(tmp_path / "empty", empty).ok
+
+    with sqlite3.connect(home / "audit.db") as conn:
+        fourth = Head(4, conn.execute("SELECT entry_hash FROM audit WHERE seq = 4").fetchone()[0])
+        second = Head(2, conn.execute("SELECT entry_hash FROM audit WHERE seq = 2").fetchone()[0])
+    newest = audit_head(home)
+    make_traces(home)
+    purge(home, 1, clock=lambda: 1_700_000_000.0 + 3.5 + 86_400)  # entries 1-4 go
+    assert verify_audit(home, newest).ok
+    assert verify_audit(home, fourth).ok  # the anchor keeps the last purged entry's hash
+    with pytest.raises(ValueError, match="entry 2 was purged"):
+        verify_audit(home, second)
+
+
+@pytest.mark.parametrize("text", ["", "6", "6:", "-1:" + "0" * 64, "x:" + "0" * 64,
+                                  "6:" + "0" * 63, "6:" + "G" * 64, "6:" + "0" * 65])
+def test_a_malformed_head_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="SEQ:HASH"):
+        Head.parse(text)
+
+
+def test_a_head_reads_back_as_it_is_printed(home: Path) -> None:
+    head = audit_head(home)
+    assert Head.parse(f"  {head}\n") == head

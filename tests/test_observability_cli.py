@@ -80,6 +80,31 @@ def test_audit_verify_reports_intact_then_tampered(home: Path) -> None:
     assert result.output.startswith("audit log tampered: entry 4: ")
 
 
+def test_audit_head_then_verify_against_it(home: Path) -> None:
+    printed = runner.invoke(make_app(home), ["audit", "head"])
+    assert printed.exit_code == 0, printed.output
+    assert re.fullmatch(r"6:[0-9a-f]{64}\n", printed.output)
+    head = printed.output.strip()
+    result = runner.invoke(make_app(home), ["audit", "verify", "--head", head])
+    assert (result.exit_code, result.output.strip()) == (
+        0, "audit log intact: 6 entries, and holds entry 6 of the head given")
+    with sqlite3.connect(home / "audit.db") as conn:
+        conn.execute("DELETE FROM audit WHERE seq >= 5")  # cut short: the chain still links
+    assert runner.invoke(make_app(home), ["audit", "verify"]).exit_code == 0
+    result = runner.invoke(make_app(home), ["audit", "verify", "--head", head])
+    assert result.exit_code == 1
+    assert result.output.startswith("audit log tampered: entry 6: the pinned entry is missing")
+
+
+@pytest.mark.parametrize("head", ["latest", "6:abc", "6:" + "z" * 64])
+def test_audit_verify_with_a_malformed_head_is_a_one_line_error(home: Path, head: str) -> None:
+    before = (home / "audit.db").read_bytes()
+    result = runner.invoke(make_app(home), ["audit", "verify", "--head", head])
+    assert result.exit_code == 2
+    assert re.fullmatch(r"error: a head is SEQ:HASH [^\n]+\n", result.stderr), result.stderr
+    assert (home / "audit.db").read_bytes() == before
+
+
 def test_traces_purge(home: Path) -> None:
     result = runner.invoke(make_app(home), ["traces-purge", "--older-than-days", "0"])
     assert result.exit_code == 0, result.output
@@ -89,7 +114,8 @@ def test_traces_purge(home: Path) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["traces"], ["report"], ["audit", "verify"], ["traces-purge", "--older-than-days", "1"]],
+    [["traces"], ["report"], ["audit", "verify"], ["audit", "head"],
+     ["traces-purge", "--older-than-days", "1"]],
 )
 @pytest.mark.parametrize("damage", ["missing", "corrupt"])
 def test_missing_or_corrupt_databases_give_one_line_errors(
@@ -107,7 +133,8 @@ def test_missing_or_corrupt_databases_give_one_line_errors(
 
 def test_every_command_has_help_with_an_example(home: Path) -> None:
     app = make_app(home)
-    for args in (["traces"], ["report"], ["audit", "verify"], ["traces-purge"], ["audit"]):
+    for args in (["traces"], ["report"], ["audit", "verify"], ["audit", "head"], ["traces-purge"],
+                 ["audit"]):
         result = runner.invoke(app, [*args, "--help"])
         assert result.exit_code == 0, result.output
         if args != ["audit"]:
