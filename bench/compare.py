@@ -70,8 +70,9 @@ def run(work: Path, *, rounds: int, warmup: int = 1) -> dict[str, Any]:
     spread = {}
     for key, other in (("ab", names[1]), ("ac", names[2])):
         ratios = [x / y for x, y in zip(per_round(names[0]), per_round(other), strict=True)]
-        spread[f"same_work_ratio_{key}_rounds"] = {"p25": percentile(ratios, 25),
-                                                   "p75": percentile(ratios, 75)}
+        spread[f"same_work_ratio_{key}_rounds"] = {
+            "p25": percentile(ratios, 25), "median": median(ratios),
+            "p75": percentile(ratios, 75)}
     return {"variants": names, "rows": rows, "totals": totals, "supersteps": steps,
             "tool_calls": calls, "rounds": rounds,
             "ratio_ab": totals[names[0]] / totals[names[1]],
