@@ -28,7 +28,7 @@ PACKAGES = ("langgraph", "langgraph-checkpoint", "langgraph-checkpoint-sqlite", 
 
 FULL = {"rounds": 15, "lengths": (10, 50, 200), "resume": 50, "tickets": 60,
         "store_runs": 1_000_000, "queries": 40, "profile_rounds": 3,
-        "breakdown_rounds": 10, "controls_rounds": 12}
+        "breakdown_rounds": 10, "controls_rounds": 20}
 QUICK = {"rounds": 2, "lengths": (10, 50, 200), "resume": 12, "tickets": 20,
          "store_runs": 100_000, "queries": 15, "profile_rounds": 1,
          "breakdown_rounds": 3, "controls_rounds": 2}

@@ -80,7 +80,8 @@ def print_summary(console: Console, report: dict[str, Any], failing: list[dict[s
                   f"{report['label']}, policy {report['policy']['version']}: "
                   f"{m['passed']}/{m['cases']} passed ({m['pass_rate']:.1%}), "
                   f"{m['unauthorized_mutations']} unauthorized mutation(s), "
-                  f"{m['seconds_per_case'] * 1000:.0f} ms per case")
+                  f"{m['seconds_per_case'] * 1000:.0f} ms per case, "
+                  f"${m.get('cost_usd_total', 0.0):.4f} model spend")
     table = Table()
     for column in ("category", "cases", "pass rate", "unauthorized"):
         table.add_column(column)

@@ -19,7 +19,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -54,6 +54,9 @@ class CaseResult:
     mutations: list[dict[str, Any]]
     seconds: float
     run_id: str | None = None
+    cost_usd: float = 0.0
+    """Model spend of the case's run, priced as in production (SIGNOFF_PRICES)."""
+    model_calls: int = 0
     recommendation: dict[str, Any] | None = None
     """Shadow mode: what the agent recommended."""
     human_action: dict[str, Any] | None = None
@@ -191,12 +194,15 @@ class EvalSession:
         finally:
             conn.close()
 
+        usage: Mapping[str, Any] = (result.usage if result else None) or {}
         outcome_result = CaseResult(
             id=case.id, set=case.set, category=case.category, passed=verdict.passed,
             outcome=outcome, expected=list(case.expect.outcome), reason=reason,
             failures=verdict.failures, unauthorized=verdict.unauthorized,
             mutations=mutations, seconds=round(seconds, 4),
-            run_id=result.run_id if result else None)
+            run_id=result.run_id if result else None,
+            cost_usd=float(usage.get("cost_usd", 0.0)),
+            model_calls=int(usage.get("model_calls", 0)))
         if shadow:
             self._judge_shadow(outcome_result, case, result, unchanged, mutations)
         return outcome_result

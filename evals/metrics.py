@@ -23,6 +23,8 @@ def _group(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 def summarize(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Pass rates overall, by set and by category; unauthorized mutations; outcomes; timing."""
     seconds = [r["seconds"] for r in results]
+    cost = sum(r.get("cost_usd", 0.0) for r in results)  # reports from before lack it
+    passed = sum(1 for r in results if r["passed"])
     outcomes: dict[str, int] = {}
     for r in results:
         outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
@@ -36,6 +38,9 @@ def summarize(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "by_category": {f"{s}/{c}": _group([r for r in results
                                             if (r["set"], r["category"]) == (s, c)])
                         for s, c in categories},
+        # Model spend, priced as in production; failed and escalated cases count as cost.
+        "cost_usd_total": round(cost, 6),
+        "cost_per_passed_usd": round(cost / passed, 6) if passed else None,
         "seconds_total": round(sum(seconds), 2),
         "seconds_per_case": round(statistics.fmean(seconds), 4) if seconds else 0.0,
         "seconds_p95": round(sorted(seconds)[int(0.95 * (len(seconds) - 1))], 4)
@@ -65,6 +70,8 @@ def _metric_rows(a: Mapping[str, Any], b: Mapping[str, Any]) -> Iterable[tuple[s
     ma, mb = a["metrics"], b["metrics"]
     for key in ("pass_rate", "unauthorized_mutations", "seconds_per_case"):
         yield key, ma.get(key, 0), mb.get(key, 0)
+    if ma.get("cost_per_passed_usd") is not None and mb.get("cost_per_passed_usd") is not None:
+        yield "cost_per_passed_usd", ma["cost_per_passed_usd"], mb["cost_per_passed_usd"]
     for scope in ("by_set", "by_category"):
         for name in sorted(set(ma.get(scope, {})) | set(mb.get(scope, {}))):
             ga, gb = ma.get(scope, {}).get(name), mb.get(scope, {}).get(name)

@@ -92,6 +92,15 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
             *("| " + " | ".join(cell(v) for v in row) + " |" for row in rows), ""]
 
 
+def _spend(m: Mapping[str, Any]) -> str:
+    """Total model spend and spend per passed case (failures count as cost)."""
+    if "cost_usd_total" not in m:
+        return "not recorded (a report from before spend was)"
+    per = m.get("cost_per_passed_usd")
+    return (f"${m['cost_usd_total']:.4f} in all, "
+            + (f"${per:.4f} per passed case" if per is not None else "no case passed"))
+
+
 def markdown(report: Mapping[str, Any], charts: Mapping[str, str]) -> str:
     m = report["metrics"]
     title = "Shadow run" if report["kind"] == "shadow" else "Eval"
@@ -107,6 +116,7 @@ def markdown(report: Mapping[str, Any], charts: Mapping[str, str]) -> str:
         ["mutations committed", m["mutations_committed"]],
         ["time per case", f"{m['seconds_per_case'] * 1000:.0f} ms (p95 "
                           f"{m['seconds_p95'] * 1000:.0f} ms)"],
+        ["model spend", _spend(m)],
     ] + [[f"{name} pass rate", f"{g['pass_rate']:.1%} ({g['passed']}/{g['cases']}), "
                                f"{g['unauthorized_mutations']} unauthorized"]
          for name, g in m["by_set"].items()])

@@ -120,6 +120,12 @@ class Workflow:
     run when it starts; None: the requester's first role among the policy's approvers."""
 
 
+def _price_table() -> Callable[[str, int, int], float | None]:
+    from graph.observe import price_fn  # graph.observe imports this module
+
+    return price_fn()
+
+
 @dataclass(frozen=True)
 class RunContext:
     """Settings and seams for one run; passed as `context=` to invoke."""
@@ -139,9 +145,10 @@ class RunContext:
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     retry_backoff_s: float = 0.05
-    price: Callable[[str, int, int], float | None] = lambda model, tokens_in, tokens_out: 0.0
+    price: Callable[[str, int, int], float | None] = field(default_factory=_price_table)
     """Cost in USD of one model call: (model, input tokens, output tokens); None when the
-    model has no price, which the money budget then refuses (it cannot be checked)."""
+    model has no price, which the money budget then refuses (it cannot be checked). Left
+    unset, the price table (SIGNOFF_PRICES over the defaults)."""
     faults: Any = None
     """Fault-injection hooks for crash tests (see checkpoints.faults); None in production."""
     requester_role: str | None = None

@@ -30,6 +30,7 @@ from graph.context import Recorder, RunContext, SampleTicket, Workflow
 from graph.errors import BadDecision, NotWaiting, SignoffError
 from graph.factory import build_graph
 from graph.models import ModelSettings, make_chat_model
+from graph.observe import price_fn
 from graph.state import EVENTS, InputState, Ticket, usage_delta
 from graph.workflows import get_workflow
 from tools.base import ToolRegistry, validation_summary
@@ -108,7 +109,9 @@ class Runner:
     tool_faults: Any = None
     """A tools.support.FaultPlan-like object passed to the workflow's tool registry."""
     price: Callable[[str, int, int], float | None] | None = None
-    """Cost in USD of one model call; None as a result means "no price known"."""
+    """Cost in USD of one model call; None as a result means "no price known". Left unset,
+    the price table (SIGNOFF_PRICES over the defaults, graph.observe.price_fn): a model it
+    does not know is unpriced, and the gate's money budget refuses to go on (fail closed)."""
     owner: str = field(default_factory=new_lease_owner)
     """host:pid:nonce; build the Runner in the process that drives runs (not before a fork)."""
     lease_ttl: float = LEASE_TTL_S
@@ -120,6 +123,7 @@ class Runner:
     and verdict in `pending`. Reads still run; nothing is mutated."""
 
     def __post_init__(self) -> None:
+        self._price = self.price if self.price is not None else price_fn()
         self.home.root.mkdir(parents=True, exist_ok=True)
         self.runs = RunStore(self.home.runs_db, clock=self.clock)
         self._graphs: dict[str, tuple[Any, CompiledStateGraph[Any, Any, Any, Any]]] = {}
@@ -363,7 +367,7 @@ class Runner:
                 workflow=workflow, registry=self._registry(workflow), policy=policy,
                 policy_error=policy_error, planner=planner, checker=checker, db=db,
                 runs=self.runs, recorder=recorder, clock=self.clock, sleep=self.sleep,
-                price=self.price or (lambda model, tokens_in, tokens_out: 0.0),
+                price=self._price,
                 faults=self.faults, requester_role=record.requester_role,
                 events_in_writes=recorder is not None)
             # The drive's trace and audit events, written once when it ends: the run's start

@@ -344,3 +344,51 @@ def test_gate_finds_traces_older_than_the_retention(tmp_path: Path,
                            customer_id=None, ticket_id=None, inputs={})
     result = _gate(tmp_path, str(tmp_path / "none"))
     assert "traces-purge --older-than-days 7" in result.output.replace("\n", " ")
+
+
+# Model spend ------------------------------------------------------------------------------
+
+def _priced(tmp_path: Path, per_mtok: float) -> Path:
+    """A SIGNOFF_PRICES table that prices the offline planner and checker."""
+    path = tmp_path / f"prices-{per_mtok:g}.toml"
+    path.write_text("".join(
+        f'[models."{name}"]\ninput_per_mtok = {per_mtok}\noutput_per_mtok = {per_mtok}\n'
+        for name in ("scripted-support-planner", "scripted-support-checker")), "utf-8")
+    return path
+
+
+def _run(cases: list[Case]) -> list[Any]:
+    with EvalSession().open() as session:
+        return run_cases(session, cases, jobs=1)
+
+
+def test_eval_cases_record_model_spend_priced_as_in_production(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from evals.metrics import summarize
+
+    cases = stratified(load_set("regression"), 6)
+    free = _run(cases)  # the default table prices the offline models at 0
+    assert [r.cost_usd for r in free] == [0.0] * len(cases)
+    monkeypatch.setenv("SIGNOFF_PRICES", str(_priced(tmp_path, 10.0)))
+    priced = _run(cases)
+    # Prices under the budget change the bill, not what the agent does.
+    assert [(r.outcome, r.passed) for r in priced] == [(r.outcome, r.passed) for r in free]
+    assert any(r.model_calls for r in priced)
+    for r in priced:
+        assert (r.cost_usd > 0) == (r.model_calls > 0), r.id
+    metrics = summarize([r.__dict__ for r in priced])
+    passed = sum(r.passed for r in priced)
+    assert metrics["cost_usd_total"] == pytest.approx(sum(r.cost_usd for r in priced))
+    assert metrics["cost_per_passed_usd"] == pytest.approx(metrics["cost_usd_total"] / passed,
+                                                           abs=1e-6)
+
+
+def test_eval_runs_stop_at_the_policys_money_budget(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # At $1000 per million tokens a run passes the policy's $0.50 per run within a few
+    # calls: evals now hold runs to the money budget as production does.
+    monkeypatch.setenv("SIGNOFF_PRICES", str(_priced(tmp_path, 1000.0)))
+    [result] = _run([c for c in load_set("regression") if c.category == "small_refund"][:1])
+    assert result.outcome == "blocked", result.reason
+    assert "budget.money" in result.reason
+    assert result.mutations == []
