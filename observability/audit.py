@@ -228,11 +228,13 @@ class AuditLog:
             newest = self._head()[0]
             return AuditVerification(False, result.entries_checked, head.seq,
                                      f"the pinned entry is missing: the log ends at {newest} "
-                                     "(its newest entries were dropped)")
+                                     "(its newest entries were dropped, or the head is from "
+                                     "another log)")
         if stored != head.entry_hash:
             return AuditVerification(False, result.entries_checked, head.seq,
                                      "the entry's hash differs from the pinned head: the log "
-                                     "was rewritten at or before this entry")
+                                     "was rewritten at or before this entry (or the head is "
+                                     "from another log)")
         return result
 
     def close(self) -> None:

@@ -70,7 +70,8 @@ class Head(NamedTuple):
     def parse(cls, text: str) -> Head:
         """SEQ:HASH as `str()` writes it; ValueError (one line) for anything else."""
         seq, sep, digest = text.strip().partition(":")
-        if not (sep and seq.isdigit() and len(digest) == 64
+        digest = digest.lower()
+        if not (sep and seq.isascii() and seq.isdigit() and len(digest) == 64
                 and all(c in "0123456789abcdef" for c in digest)):
             raise ValueError(f"a head is SEQ:HASH as `signoff audit head` prints it (a number, "
                              f"a colon and 64 hex digits), got {text.strip()[:80]!r}")

@@ -279,7 +279,8 @@ def test_heads_of_an_empty_log_and_across_a_purge(tmp_path: Path, home: Path) ->
 
 
 @pytest.mark.parametrize("text", ["", "6", "6:", "-1:" + "0" * 64, "x:" + "0" * 64,
-                                  "6:" + "0" * 63, "6:" + "G" * 64, "6:" + "0" * 65])
+                                  "\u00b2:" + "0" * 64, "6:" + "0" * 63, "6:" + "g" * 64,
+                                  "6:" + "0" * 65])
 def test_a_malformed_head_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match="SEQ:HASH"):
         Head.parse(text)
@@ -288,3 +289,4 @@ def test_a_malformed_head_is_refused(text: str) -> None:
 def test_a_head_reads_back_as_it_is_printed(home: Path) -> None:
     head = audit_head(home)
     assert Head.parse(f"  {head}\n") == head
+    assert Head.parse(str(head).upper()) == head
