@@ -23,6 +23,20 @@ from verifiers.rules import Check, rule
 
 REFUNDABLE_STATUSES = frozenset({"shipped", "delivered"})
 ORDER_ID = re.compile(r"\bORD-\d{5}\b")
+ASKS_MONEY_BACK = re.compile(r"refund|reimburs|money back|charged twice|double[- ]charged|"
+                             r"duplicate charge", re.I)
+NOT_THE_CUSTOMER = re.compile(
+    r"^\s*(>|\[\s*[a-z ]+\s*\]|(system|assistant|admin|developer|tool|support|agent)\s*:)",
+    re.I)
+"""A line that is not the customer's own words: a quoted earlier message ("> ...") or a line
+that claims a role ("[admin] ...", "SYSTEM: ...", "assistant: ..."), the usual carriers of
+an instruction smuggled into a ticket."""
+NEGATIVE_MONEY = re.compile(r"(-\s*\$|\$\s*-)\s*\d")
+
+
+def customer_words(text: str) -> str:
+    """The ticket's lines that are the customer's own words."""
+    return "\n".join(line for line in text.splitlines() if not NOT_THE_CUSTOMER.match(line))
 
 
 def _money(cents: int) -> str:
@@ -156,6 +170,13 @@ class SupportChecker(ScriptedChatModel):
         if tool != "create_refund_request":
             return False, f"no basis to check a call to {tool!r}"
 
+        own = customer_words(text)
+        if origin == "model" and not ASKS_MONEY_BACK.search(own):
+            return False, ("the customer does not ask for money back" + (
+                "; only quoted or role-tagged lines mention it"
+                if ASKS_MONEY_BACK.search(text) else ""))
+        if NEGATIVE_MONEY.search(own):
+            return False, "the ticket states a negative amount; a person has to read it"
         order_id, amount = args.get("order_id"), args.get("amount_cents")
         customer = latest("lookup_customer")
         order = latest("get_order", order_id=order_id)
