@@ -88,6 +88,21 @@ def cents_in(text: str) -> list[int]:
             for whole, frac in MONEY.findall(text)]
 
 
+MONEY_BACK = re.compile(r"refund|reimburs|money back|credit\b[^\n]{0,40}?\bback\b|compensat|"
+                        r"charged twice|double[- ]charged|duplicate charge", re.I)
+"""How a support ticket asks for money back (the offline planner and checker both read it)."""
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n")
+
+
+def asked_cents(text: str) -> list[int]:
+    """The amounts in the sentences that ask for money back, else every amount in the text:
+    "The order came to $201.50 but only the set ($12.50) broke. Please refund $12.50." asks
+    for $12.50."""
+    asked = [cents for sentence in _SENTENCE.split(text) if MONEY_BACK.search(sentence)
+             for cents in cents_in(sentence)]
+    return asked or cents_in(text)
+
+
 @dataclass(frozen=True)
 class ModelSettings:
     """Which model one role (planner or checker) uses; read from the environment at the CLI."""

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from graph.models import (
     EVIDENCE_MARK,
+    MONEY_BACK,
     PROPOSAL_MARK,
     TICKET_MARK,
     ScriptedChatModel,
@@ -23,8 +24,6 @@ from verifiers.rules import Check, rule
 
 REFUNDABLE_STATUSES = frozenset({"shipped", "delivered"})
 ORDER_ID = re.compile(r"\bORD-\d{5}\b")
-ASKS_MONEY_BACK = re.compile(r"refund|reimburs|money back|charged twice|double[- ]charged|"
-                             r"duplicate charge", re.I)
 NOT_THE_CUSTOMER = re.compile(
     r"^\s*(>|\[\s*[a-z ]+\s*\]|(system|assistant|admin|developer|tool|support|agent)\s*:)",
     re.I)
@@ -171,10 +170,10 @@ class SupportChecker(ScriptedChatModel):
             return False, f"no basis to check a call to {tool!r}"
 
         own = customer_words(text)
-        if origin == "model" and not ASKS_MONEY_BACK.search(own):
+        if origin == "model" and not MONEY_BACK.search(own):
             return False, ("the customer does not ask for money back" + (
                 "; only quoted or role-tagged lines mention it"
-                if ASKS_MONEY_BACK.search(text) else ""))
+                if MONEY_BACK.search(text) else ""))
         if NEGATIVE_MONEY.search(own):
             return False, "the ticket states a negative amount; a person has to read it"
         order_id, amount = args.get("order_id"), args.get("amount_cents")

@@ -16,17 +16,20 @@ from langchain_core.messages import AIMessage, BaseMessage
 
 from graph.models import (
     EVIDENCE_MARK,
+    MONEY_BACK,
     TICKET_MARK,
     ScriptedChatModel,
-    cents_in,
+    asked_cents,
     extract_block,
     find_evidence,
 )
 
 ORDER_ID = re.compile(r"\bORD-\d{5}\b")
-REFUND = re.compile(r"refund|money back|charged twice|double[- ]charged|duplicate charge", re.I)
 STATUS = re.compile(r"where is|status|tracking|not (?:yet )?(?:arrived|received)|"
                     r"haven't received|has not arrived", re.I)
+NOT_RECEIVED = re.compile(r"(?:haven't|have not|never|didn't|did not)\s+(?:received|got|gotten)|"
+                          r"not (?:yet )?(?:arrived|received)|has not arrived|"
+                          r"nothing (?:at the door|arrived)", re.I)
 
 
 MAX_ORDERS_TO_OPEN = 5
@@ -98,7 +101,7 @@ class SupportPlanner(ScriptedChatModel):
             return "lookup_customer", {"email": email}
         customer_id = customer["result"]["customer_id"]
 
-        wants_refund, wants_status = bool(REFUND.search(text)), bool(STATUS.search(text))
+        wants_refund, wants_status = bool(MONEY_BACK.search(text)), bool(STATUS.search(text))
         if not (wants_refund or wants_status):
             return "escalate_to_human", {"ticket_id": ticket_id,
                                          "reason": "no automated path for this request"}
@@ -137,7 +140,7 @@ class SupportPlanner(ScriptedChatModel):
         if wants_refund:
             refund = found("create_refund_request", order_id=order_id)
             if refund is None:
-                amounts = cents_in(text)
+                amounts = asked_cents(text)
                 amount = amounts[0] if amounts else facts["refundable_cents"]
                 return "create_refund_request", {
                     "order_id": order_id, "amount_cents": amount,
@@ -149,6 +152,12 @@ class SupportPlanner(ScriptedChatModel):
                     "body": f"We have requested a refund of {_money(r['amount_cents'])} for "
                             f"order {order_id} (refund {r['refund_id']})."}
             return None
+        if facts["status"] == "delivered" and NOT_RECEIVED.search(text):
+            # Marked delivered, yet the customer has nothing: a carrier claim, not an answer.
+            return "escalate_to_human", {
+                "ticket_id": ticket_id,
+                "reason": f"order {order_id} is marked delivered but the customer has not "
+                          "received it"}
         if found("add_ticket_note") is None:
             shipped = f", shipped {facts['shipped_at'][:10]}" if facts.get("shipped_at") else ""
             return "add_ticket_note", {
