@@ -79,3 +79,15 @@ def test_not_arrived_while_shipped_is_answered_with_the_status() -> None:
     assert call is not None
     assert call[0] == "add_ticket_note"
     assert call[1]["body"].startswith("Order ORD-10014 is shipped")
+
+
+def test_a_duplicate_charge_with_no_amount_refunds_one_payment() -> None:
+    order = {**_order("delivered"), "total_cents": 3499, "refundable_cents": 6998,
+             "payments": [{"payment_id": "PAY-1", "amount_cents": 3499, "status": "captured"},
+                          {"payment_id": "PAY-2", "amount_cents": 3499, "status": "captured"}]}
+    duplicate = "I think I was charged twice for ORD-10014, please refund the duplicate charge."
+    assert SupportPlanner.unasked_amount(duplicate, order) == 3499
+    # Not a duplicate charge, or payments that differ: what is still refundable.
+    assert SupportPlanner.unasked_amount("Please refund ORD-10014.", order) == 6998
+    order["payments"][1]["amount_cents"] = 1000
+    assert SupportPlanner.unasked_amount(duplicate, order) == 6998

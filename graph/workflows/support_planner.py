@@ -27,6 +27,8 @@ from graph.models import (
 ORDER_ID = re.compile(r"\bORD-\d{5}\b")
 STATUS = re.compile(r"where is|status|tracking|not (?:yet )?(?:arrived|received)|"
                     r"haven't received|has not arrived", re.I)
+DUPLICATE_CHARGE = re.compile(r"charged twice|double[- ]charged|duplicate (?:charge|payment)",
+                              re.I)
 NOT_RECEIVED = re.compile(r"(?:haven't|have not|never|didn't|did not)\s+(?:received|got|gotten)|"
                           r"not (?:yet )?(?:arrived|received)|has not arrived|"
                           r"nothing (?:at the door|arrived)", re.I)
@@ -77,6 +79,16 @@ class SupportPlanner(ScriptedChatModel):
                                        for item in order["result"]["items"]):
                 return str(summary["order_id"])
         return None
+
+    @staticmethod
+    def unasked_amount(text: str, order: dict[str, Any]) -> int:
+        """The refund when the ticket names no amount: one of two equal captured payments
+        for a duplicate charge, else whatever is still refundable."""
+        captured = [p["amount_cents"] for p in order.get("payments", [])
+                    if p.get("status") == "captured"]
+        if DUPLICATE_CHARGE.search(text) and len(captured) >= 2 and len(set(captured)) == 1:
+            return min(captured[0], int(order["refundable_cents"]))
+        return int(order["refundable_cents"])
 
     def next_call(self, ticket: dict[str, Any],
                   evidence: list[dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:
@@ -141,7 +153,7 @@ class SupportPlanner(ScriptedChatModel):
             refund = found("create_refund_request", order_id=order_id)
             if refund is None:
                 amounts = asked_cents(text)
-                amount = amounts[0] if amounts else facts["refundable_cents"]
+                amount = amounts[0] if amounts else self.unasked_amount(text, facts)
                 return "create_refund_request", {
                     "order_id": order_id, "amount_cents": amount,
                     "reason": (ticket.get("subject") or "customer refund request")[:200]}
