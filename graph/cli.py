@@ -221,7 +221,8 @@ def status(run_id: str = typer.Argument(..., help="The run id.")) -> None:
 
     Example: signoff status run-0123456789
     """
-    r = make_runner().status(run_id)
+    runner = make_runner()
+    r = runner.status(run_id)
     out.print(f"run {r.run_id} ({r.workflow} {r.workflow_version}, ticket {r.ticket_id}, "
               f"tenant {r.tenant_id}, started by {r.requester})")
     out.print(f"status: [bold]{r.status}[/]")
@@ -235,6 +236,12 @@ def status(run_id: str = typer.Argument(..., help="The run id.")) -> None:
         out.print(f"decide: {command_name()} approve|reject|edit {r.run_id} --as APPROVER")
     if r.lease_owner:
         out.print(f"held by process {r.lease_owner}")
+    spent = runner.usage(run_id)
+    if spent is not None:
+        unpriced = spent.get("unpriced_calls", 0)
+        out.print(f"spent: {spent['model_calls']} model call(s), {spent['tokens']:,} tokens, "
+                  f"${spent['cost_usd']:.4f}" + (f" ({unpriced} unpriced)" if unpriced else "")
+                  + f"; {spent['tool_calls']} tool call(s), {spent['retries']} retry(ies)")
 
 
 def _decide(run_id: str, payload: dict[str, Any]) -> None:

@@ -60,6 +60,17 @@ def test_pause_in_one_process_approve_in_another_commits_once(home: Path) -> Non
     assert counts(home) == after
 
 
+def test_status_shows_what_a_run_has_spent(home: Path) -> None:
+    done = signoff(home, "run", "TKT-1001")
+    assert done.returncode == 0, done.stderr
+    status = signoff(home, "status", run_id_in(done.stdout))
+    # TKT-1001: lookup, order, refund, note; the offline models are priced at $0.
+    spent = re.search(r"spent: (\d+) model call\(s\), ([\d,]+) tokens, \$0\.0000; "
+                      r"4 tool call\(s\), 0 retry\(ies\)", status.stdout)
+    assert spent, status.stdout
+    assert int(spent.group(1)) > 0 and int(spent.group(2).replace(",", "")) > 0
+
+
 def test_demo_prints_the_command_that_approves_the_waiting_run(home: Path) -> None:
     demo = signoff(home, "demo")
     assert demo.returncode == 0, demo.stderr
