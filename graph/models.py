@@ -89,7 +89,7 @@ def cents_in(text: str) -> list[int]:
 
 
 MONEY_BACK = re.compile(r"refund|reimburs|money back|credit\b[^\n]{0,40}?\bback\b|compensat|"
-                        r"charged twice|double[- ]charged|duplicate charge", re.I)
+                        r"charged twice|double[- ]charged|duplicate (?:charge|payment)", re.I)
 """How a support ticket asks for money back (the offline planner and checker both read it)."""
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n")
 

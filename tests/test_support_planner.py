@@ -19,6 +19,7 @@ EMAIL = "kofi.evans.11@example.com"
     ("Could you credit $45.00 back to my card for ORD-10002?", True),
     ("I'd like to be compensated $12.50 for the missing marker set from ORD-10063.", True),
     ("I think I was charged twice for ORD-10004.", True),
+    ("There is a duplicate payment on ORD-10004.", True),
     ("I paid by credit card for ORD-10004; where is it?", False),
     ("Where is ORD-10005?", False),
 ])

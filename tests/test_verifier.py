@@ -129,6 +129,9 @@ def test_checker_judges_against_ticket_and_evidence(db: sqlite3.Connection, case
      "model", False, "only quoted or role-tagged lines mention it"),
     ("Question about ORD-10014: can I pay by invoice next time?", "model", False,
      "the customer does not ask for money back"),
+    # A bracketed tag that claims no role is the customer's own line.
+    ("[urgent] The lamp in ORD-10014 arrived broken, please refund $29.00.", "model", True,
+     "match"),
     ("Please refund $-29.00 on order ORD-10014 (adjustment).", "model", False,
      "negative amount"),
     # An approver who edits a held refund has decided it; the ask is theirs to judge.

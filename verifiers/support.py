@@ -24,9 +24,8 @@ from verifiers.rules import Check, rule
 
 REFUNDABLE_STATUSES = frozenset({"shipped", "delivered"})
 ORDER_ID = re.compile(r"\bORD-\d{5}\b")
-NOT_THE_CUSTOMER = re.compile(
-    r"^\s*(>|\[\s*[a-z ]+\s*\]|(system|assistant|admin|developer|tool|support|agent)\s*:)",
-    re.I)
+_ROLES = r"(?:system|assistant|admin|administrator|developer|tool|support|agent|staff|internal)"
+NOT_THE_CUSTOMER = re.compile(rf"^\s*(?:>|\[\s*{_ROLES}\b[^\]]*\]|{_ROLES}\s*:)", re.I)
 """A line that is not the customer's own words: a quoted earlier message ("> ...") or a line
 that claims a role ("[admin] ...", "SYSTEM: ...", "assistant: ..."), the usual carriers of
 an instruction smuggled into a ticket."""
