@@ -13,6 +13,7 @@ import json
 import os
 import sqlite3
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from checkpoints.runs import RunRecord
+from checkpoints.runs import RunRecord, holder_is_dead
 from graph.approvals import check_decision
 from graph.context import SampleTicket
 from graph.errors import BadDecision, SignoffError
@@ -235,13 +236,25 @@ def status(run_id: str = typer.Argument(..., help="The run id.")) -> None:
         out.print(f"verifier: {verdict.get('reason', '-')}")
         out.print(f"decide: {command_name()} approve|reject|edit {r.run_id} --as APPROVER")
     if r.lease_owner:
-        out.print(f"held by process {r.lease_owner}")
+        out.print(f"held by process {r.lease_owner}{_holder_state(r)}")
     spent = runner.usage(run_id)
     if spent is not None:
         unpriced = spent.get("unpriced_calls", 0)
         out.print(f"spent: {spent['model_calls']} model call(s), {spent['tokens']:,} tokens, "
                   f"${spent['cost_usd']:.4f}" + (f" ({unpriced} unpriced)" if unpriced else "")
                   + f"; {spent['tool_calls']} tool call(s), {spent['retries']} retry(ies)")
+
+
+def _holder_state(r: RunRecord) -> str:
+    """Whether the process holding a run is still at it, as far as this host can tell."""
+    resume = f"`{command_name()} resume {r.run_id}` continues the run from its last checkpoint"
+    if holder_is_dead(r.lease_owner or ""):
+        return f", which is no longer running: {resume}"
+    left = (r.lease_expires or 0.0) - time.time()
+    if left < 0:
+        return (f", whose lease expired {-left:.0f}s ago (the process is gone or stuck): "
+                f"{resume}")
+    return f" (lease for {left:.0f}s more)"
 
 
 def _decide(run_id: str, payload: dict[str, Any]) -> None:

@@ -71,6 +71,29 @@ def test_status_shows_what_a_run_has_spent(home: Path) -> None:
     assert int(spent.group(1)) > 0 and int(spent.group(2).replace(",", "")) > 0
 
 
+def test_status_says_whether_the_process_holding_a_run_is_still_there(home: Path) -> None:
+    import socket
+    import time
+
+    done = signoff(home, "run", "TKT-1005")
+    assert done.returncode == 0, done.stderr
+    run_id = run_id_in(done.stdout)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    holders = [
+        (f"{socket.gethostname()}:{gone}:0000", time.time() + 100, "which is no longer running"),
+        ("elsewhere:1:0000", time.time() - 30, "whose lease expired"),
+        (f"{socket.gethostname()}:{os.getpid()}:0000", time.time() + 100, "(lease for"),
+    ]
+    for holder, expires, expected in holders:
+        with sqlite3.connect(home / "control.db") as conn:
+            conn.execute("UPDATE runs SET status = 'running', lease_owner = ?, lease_expires = ?"
+                         " WHERE run_id = ?", (holder, expires, run_id))
+        status = " ".join(signoff(home, "status", run_id).stdout.split())
+        assert f"held by process {holder}" in status and expected in status, status
+        assert (f"resume {run_id}` continues the run" in status) == (expected != "(lease for")
+
+
 def test_demo_prints_the_command_that_approves_the_waiting_run(home: Path) -> None:
     demo = signoff(home, "demo")
     assert demo.returncode == 0, demo.stderr
