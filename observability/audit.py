@@ -242,24 +242,26 @@ class AuditLog:
             checkpoint_and_close(self._conn)
 
 
-def verify_audit(home: Path, head: Head | None = None) -> AuditVerification:
-    """Verify `home/audit.db` (against `head` if given); a missing or unreadable file raises
-    StoreError, a head that can no longer be checked ValueError."""
+@contextmanager
+def _existing_log(home: Path) -> Iterator[AuditLog]:
+    """`home/audit.db`, opened for one read; a missing or unreadable file raises StoreError."""
     log = AuditLog(home, clock=time.time, create=False)
     try:
-        return log.verify(head)
+        yield log
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"cannot read {Path(home) / AUDIT_FILE}: {exc}") from exc
     finally:
         log.close()
+
+
+def verify_audit(home: Path, head: Head | None = None) -> AuditVerification:
+    """Verify `home/audit.db` (against `head` if given); a missing or unreadable file raises
+    StoreError, a head that can no longer be checked ValueError."""
+    with _existing_log(home) as log:
+        return log.verify(head)
 
 
 def audit_head(home: Path) -> Head:
     """The newest entry of `home/audit.db`, to write down where the log's writers cannot."""
-    log = AuditLog(home, clock=time.time, create=False)
-    try:
+    with _existing_log(home) as log:
         return Head(*log.head())
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(f"cannot read {Path(home) / AUDIT_FILE}: {exc}") from exc
-    finally:
-        log.close()
