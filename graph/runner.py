@@ -311,13 +311,11 @@ class Runner:
 
     def usage(self, run_id: str) -> Usage | None:
         """What the run has spent, from its latest checkpoint; None before its first one."""
-        self.runs.get(run_id)  # an unknown run id is a one-line error
+        record = self.runs.get(run_id)  # an unknown run id is a one-line error
         with self._checkpointer() as saver:
-            tup = saver.get_tuple(thread_config(run_id))  # type: ignore[arg-type]
-        if tup is None:
-            return None
-        usage = tup.checkpoint["channel_values"].get("usage")
-        return usage if isinstance(usage, dict) else None  # type: ignore[return-value]
+            graph = self._compiled(get_workflow(record.workflow), saver)
+            values = graph.get_state(thread_config(run_id)).values  # type: ignore[arg-type]
+        return values.get("usage")
 
     # Internals -----------------------------------------------------------------------------
 
