@@ -27,7 +27,6 @@ from bench.breakdown import SAME_WORK
 from bench.common import median
 from bench.variants import BareGraphVariant, SignoffVariant, TicketRun
 from graph.context import SampleTicket
-from graph.observe import price_fn
 from graph.runner import Home, Runner
 from graph.workflows import get_workflow
 
@@ -79,7 +78,7 @@ class WithoutControl(SignoffVariant):
         self.off = off
         if not recorder:
             self.runner.close()
-            self.runner = Runner(Home(home), price=price_fn())
+            self.runner = Runner(Home(home))
 
     def run(self, ticket: SampleTicket) -> TicketRun:
         with self.off(self) if self.off is not None else nullcontext():

@@ -8,7 +8,7 @@ from typing import Any
 
 from bench.common import REQUESTER, checkpoint_bytes, supersteps
 from bench.longrun import big_budget_policy, reads_workflow
-from graph.observe import price_fn, recorder_factory
+from graph.observe import recorder_factory
 from graph.runner import Home, Runner
 from graph.workflows import get_workflow
 
@@ -54,7 +54,7 @@ def run(work: Path, *, lengths: tuple[int, ...]) -> list[dict[str, Any]]:
     for reads in lengths:
         home = work / f"reads-{reads}"
         workflow = reads_workflow(reads)
-        runner = Runner(Home(home), recorder_factory=recorder_factory(), price=price_fn(),
+        runner = Runner(Home(home), recorder_factory=recorder_factory(),
                         policy_override=policy)
         try:
             runner.ensure_domain_db(workflow, reset=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 from bench.common import REQUESTER, approver_for, percentile
 from checkpoints.saver import open_checkpointer, thread_config
-from graph.observe import price_fn, recorder_factory
+from graph.observe import recorder_factory
 from graph.runner import Home, Runner
 from graph.workflows import get_workflow
 
@@ -24,7 +24,7 @@ from graph.workflows import get_workflow
 def run(work: Path, *, samples: int) -> dict[str, Any]:
     workflow = get_workflow("support")
     ticket = next(t for t in workflow.sample_tickets() if t.ticket_id == "TKT-1002")
-    runner = Runner(Home(work), recorder_factory=recorder_factory(), price=price_fn())
+    runner = Runner(Home(work), recorder_factory=recorder_factory())
     to_checkpoint, to_end, statuses = [], [], set()
     try:
         for i in range(samples + 1):

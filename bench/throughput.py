@@ -17,12 +17,12 @@ from bench.common import REQUESTER
 
 
 def _worker(home: str, indexes: list[int], ready: Any, go: Any, out: Any) -> None:
-    from graph.observe import price_fn, recorder_factory
+    from graph.observe import recorder_factory
     from graph.runner import Home, Runner
     from graph.workflows import get_workflow
 
     tickets = get_workflow("support").sample_tickets()
-    runner = Runner(Home(Path(home)), recorder_factory=recorder_factory(), price=price_fn())
+    runner = Runner(Home(Path(home)), recorder_factory=recorder_factory())
     statuses: dict[str, int] = {}
     ready.release()
     go.wait()

@@ -33,7 +33,7 @@ from bench.common import REQUESTER, approver_for
 from checkpoints.saver import DURABILITY, open_checkpointer, thread_config
 from graph.context import SampleTicket
 from graph.models import EVIDENCE_MARK, TICKET_MARK, ScriptedChatModel, extract_block
-from graph.observe import price_fn, recorder_factory
+from graph.observe import recorder_factory
 from graph.runner import Home, Runner
 from graph.state import Evidence, merge_evidence
 from graph.workflows import get_workflow
@@ -104,7 +104,7 @@ class SignoffVariant:
     def __init__(self, home: Path) -> None:
         self.home = home
         self.workflow = get_workflow("support")
-        self.runner = Runner(Home(home), recorder_factory=recorder_factory(), price=price_fn())
+        self.runner = Runner(Home(home), recorder_factory=recorder_factory())
 
     @property
     def checkpoints_db(self) -> Path:

@@ -81,10 +81,10 @@ def make_runner() -> Runner:
         checker = ModelSettings.from_env("checker", env)
     except ValueError as exc:
         raise SignoffError(str(exc)) from None
-    from graph.observe import price_fn, recorder_factory
+    from graph.observe import recorder_factory
 
     runner = Runner(home(), planner_settings=planner, checker_settings=checker,
-                    recorder_factory=recorder_factory(), price=price_fn())
+                    recorder_factory=recorder_factory())
     _runners.append(runner)
     return runner
 
