@@ -88,8 +88,11 @@ def cents_in(text: str) -> list[int]:
             for whole, frac in MONEY.findall(text)]
 
 
+DUPLICATE_CHARGE = re.compile(r"charged twice|double[- ]charged|duplicate (?:charge|payment)",
+                              re.I)
+"""How a support ticket says it was charged twice."""
 MONEY_BACK = re.compile(r"refund|reimburs|money back|credit\b[^\n]{0,40}?\bback\b|compensat|"
-                        r"charged twice|double[- ]charged|duplicate (?:charge|payment)", re.I)
+                        + DUPLICATE_CHARGE.pattern, re.I)
 """How a support ticket asks for money back (the offline planner and checker both read it)."""
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n")
 

@@ -15,6 +15,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage
 
 from graph.models import (
+    DUPLICATE_CHARGE,
     EVIDENCE_MARK,
     MONEY_BACK,
     TICKET_MARK,
@@ -27,8 +28,6 @@ from graph.models import (
 ORDER_ID = re.compile(r"\bORD-\d{5}\b")
 STATUS = re.compile(r"where is|status|tracking|not (?:yet )?(?:arrived|received)|"
                     r"haven't received|has not arrived", re.I)
-DUPLICATE_CHARGE = re.compile(r"charged twice|double[- ]charged|duplicate (?:charge|payment)",
-                              re.I)
 NOT_RECEIVED = re.compile(r"(?:haven't|have not|never|didn't|did not)\s+(?:received|got|gotten)|"
                           r"not (?:yet )?(?:arrived|received)|has not arrived|"
                           r"nothing (?:at the door|arrived)", re.I)
