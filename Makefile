@@ -22,7 +22,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy graph tools verifiers checkpoints evals
+	$(BIN)/mypy cli graph tools verifiers checkpoints evals observability
 
 check: lint typecheck test
 

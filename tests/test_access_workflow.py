@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from graph.approvals import check_decision
-from graph.cli import app
 from graph.errors import BadDecision
 from graph.runner import Home, Runner
 from graph.workflows import get_workflow
@@ -116,7 +116,7 @@ def test_approval_through_a_real_signoff_subprocess(home: Path, access_runner: R
     assert access_runner.runs.get(paused.run_id).status == "waiting_approval"
     env = {**os.environ, "SIGNOFF_HOME": str(home)}
     approved = subprocess.run(
-        [sys.executable, "-m", "graph.cli", "approve", paused.run_id, "--as", SECURITY,
+        [sys.executable, "-m", "cli", "approve", paused.run_id, "--as", SECURITY,
          "--reason", "manager confirmed"], env=env, capture_output=True, text=True,
         timeout=120)
     assert approved.returncode == 0, approved.stderr

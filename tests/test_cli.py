@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from graph.cli import app
+from cli.main import app
 
-SIGNOFF = [sys.executable, "-m", "graph.cli"]
+SIGNOFF = [sys.executable, "-m", "cli"]
 
 
 def signoff(home: Path, *args: str) -> subprocess.CompletedProcess[str]:

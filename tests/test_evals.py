@@ -16,10 +16,10 @@ import pytest
 import typer
 from typer.testing import CliRunner, Result
 
+from cli.evals import register
 from evals import generate
 from evals.cases import DATA_DIR, Case, load_cases, load_set, parse_cases, stratified
 from evals.checks import judge
-from evals.cli import register
 from evals.gate import load_thresholds
 from evals.harness import EvalSession, run_cases
 from graph.errors import NotWaiting

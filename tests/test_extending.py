@@ -86,7 +86,7 @@ def test_a_plugin_workflow_is_found_by_the_cli_through_its_entry_point(tmp_path:
     (dist / "entry_points.txt").write_text("[signoff.workflows]\nacme = acme_plugin\n")
     env = {**os.environ, "SIGNOFF_HOME": str(tmp_path / "home"),
            "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
-    done = subprocess.run([sys.executable, "-m", "graph.cli", "run", "--workflow",
+    done = subprocess.run([sys.executable, "-m", "cli", "run", "--workflow",
                            "acme-support", "TKT-1001"], env=env, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr

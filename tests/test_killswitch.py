@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from checkpoints.runs import ALL_WORKFLOWS, RunStore
 from checkpoints.saver import open_checkpointer, thread_config
+from cli.main import app
 from graph import workflows
-from graph.cli import app
 from graph.context import Workflow
 from graph.factory import build_graph
 from graph.runner import Home, Runner

@@ -6,8 +6,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from cli.observability import register
 from observability import Recorder
-from observability.cli import register
 from observability.testing import FakeClock, ToolSpec, record_run
 
 runner = CliRunner()

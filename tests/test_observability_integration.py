@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from graph.cli import app
+from cli.main import app
 from graph.runner import Runner
 from observability import compute_report, search_traces, verify_audit
 from tests.conftest import sample

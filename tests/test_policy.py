@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from graph.cli import app
+from cli.main import app
 from graph.runner import Runner
 from graph.workflows import get_workflow
 from tests.conftest import sample

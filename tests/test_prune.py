@@ -10,10 +10,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from checkpoints.cli import register
 from checkpoints.prune import parse_duration, prune_finished
 from checkpoints.runs import RunStore
 from checkpoints.soak import SCENARIOS, forked_action
+from cli.checkpoints import register
 from graph.runner import Home, Runner
 from graph.workflows import get_workflow
 

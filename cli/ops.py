@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import typer
 
-from checkpoints.cli import register as register_checkpoints
 from checkpoints.runs import ALL_WORKFLOWS
-from evals.cli import register as register_evals
-from graph.cli import app, home, make_runner, out, requester_default, user_errors
+from cli.checkpoints import register as register_checkpoints
+from cli.evals import register as register_evals
+from cli.main import app, home, make_runner, out, requester_default, user_errors
+from cli.observability import register as register_observability
 from graph.errors import SignoffError
 from graph.workflows import get_workflow, workflow_names
-from observability.cli import register as register_observability
 from verifiers.explain import explain_run, render
 from verifiers.policy import PolicyError, load_policy
 

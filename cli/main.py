@@ -318,10 +318,10 @@ def main() -> None:
     app()
 
 
-from graph import cli_ops  # noqa: E402,F401 - registers the operator commands on `app`
+from cli import ops  # noqa: E402,F401 - registers the operator commands on `app`
 
 if __name__ == "__main__":
-    # `python -m graph.cli`: run the imported module's app, which carries every command.
-    from graph.cli import main as _main
+    # `python -m cli.main`: run the imported module's app, which carries every command.
+    from cli.main import main as _main
 
     _main()
