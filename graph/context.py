@@ -22,7 +22,9 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable
 
+from graph.models import ModelSettings, schema_for_model
 from tools.base import ToolContext, ToolRegistry
+from verifiers.argument_check import Read
 from verifiers.gate import FactsFn
 from verifiers.policy import Policy
 
@@ -42,6 +44,14 @@ class PostconditionFn(Protocol):
 
     def __call__(self, ctx: ToolContext, tool: str, args: dict[str, Any],
                  result: dict[str, Any]) -> tuple[bool, str]: ...
+
+
+class CompletionFn(Protocol):
+    """The workflow's completion check: (tool context, evidence) -> (done, reason). A run
+    ends "resolved" only when it passes (for support: the customer got an answer)."""
+
+    def __call__(self, ctx: ToolContext,
+                 evidence: Sequence[Mapping[str, Any]]) -> tuple[bool, str]: ...
 
 
 class Recorder(Protocol):
@@ -118,6 +128,11 @@ class Workflow:
     requester_role: Callable[[sqlite3.Connection, str, SampleTicket], str | None] | None = None
     """(domain db, requester, ticket) -> the role the run's requester holds, recorded with the
     run when it starts; None: the requester's first role among the policy's approvers."""
+    completion: CompletionFn | None = None
+    """What "resolved" means for this workflow; without one no run of it ends "resolved"."""
+    verdict_reads: Mapping[str, tuple[Read, ...]] = field(default_factory=dict)
+    """Per tool, what the argument checker must read independently; its reads are compared
+    with the call (see verifiers.argument_check)."""
 
 
 def _price_table() -> Callable[[str, int, int], float | None]:
@@ -157,10 +172,23 @@ class RunContext:
     """Return each node's recorded events in its writes (the `events` channel) instead of
     writing them when the node ends; the runner sets this and writes them after the drive."""
 
+    planner_settings: ModelSettings = field(default_factory=ModelSettings)
+    """How the planner is asked (tool choice, schema dialect, retries, re-asks)."""
+    checker_settings: ModelSettings = field(default_factory=ModelSettings)
+
     @functools.cached_property
-    def bound_planner(self) -> Runnable[Any, BaseMessage]:
-        """The planner with the registry's tool contracts bound, once per drive."""
-        return self.planner.bind_tools([spec.openai_schema() for spec in self.registry])
+    def _bound_planners(self) -> dict[str | None, Runnable[Any, BaseMessage]]:
+        return {}
+
+    def bound_planner(self, tool_choice: str | None = None) -> Runnable[Any, BaseMessage]:
+        """The planner with the registry's tool contracts bound (in the planner's schema
+        dialect) and `tool_choice` ("auto", "required" or a tool's name), once per drive."""
+        if tool_choice not in self._bound_planners:
+            tools = [schema_for_model(spec.openai_schema(), self.planner_settings.schema_dialect)
+                     for spec in self.registry]
+            self._bound_planners[tool_choice] = self.planner.bind_tools(
+                tools, **({"tool_choice": tool_choice} if tool_choice else {}))
+        return self._bound_planners[tool_choice]
 
     def tool_ctx(self, ticket: Mapping[str, Any]) -> ToolContext:
         return ToolContext(conn=self.db, tenant_id=self.tenant_id, run_id=self.run_id,

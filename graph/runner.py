@@ -29,7 +29,7 @@ from graph.approvals import check_decision
 from graph.context import Recorder, RunContext, SampleTicket, Workflow
 from graph.errors import BadDecision, NotWaiting, SignoffError
 from graph.factory import build_graph
-from graph.models import ModelSettings, make_chat_model
+from graph.models import ModelSettings, make_chat_model, model_name_of
 from graph.observe import price_fn
 from graph.state import EVENTS, InputState, Ticket, usage_delta
 from graph.workflows import get_workflow
@@ -226,6 +226,7 @@ class Runner:
     def start(self, workflow_name: str, ticket: SampleTicket, *, requester: str) -> RunResult:
         """Start a new run on `ticket` and drive it until it ends or waits for a human."""
         workflow = get_workflow(workflow_name)
+        self._models(workflow)  # an unusable or unpriced model is refused before the run exists
         policy, _ = self.load_policy(workflow)
         run_id = f"run-{uuid.uuid4().hex[:10]}"
         inputs = initial_inputs(run_id, ticket, self.clock())
@@ -355,7 +356,14 @@ class Runner:
                     make_chat_model(self.checker_settings, workflow.checker()))
             except ValueError as exc:
                 raise SignoffError(str(exc)) from None
-        return self._model_cache[workflow.name]
+        models = self._model_cache[workflow.name]
+        for role, model in zip(("planner", "checker"), models, strict=True):
+            name = model_name_of(model)
+            if self._price(name, 0, 0) is None:
+                raise SignoffError(
+                    f"the {role} model {name!r} has no price: add it to the price table that "
+                    "SIGNOFF_PRICES names (a local model can cost 0) before running it")
+        return models
 
     def _registry(self, workflow: Workflow) -> ToolRegistry:
         """The workflow's tools, built once per runner (so a fault plan's "first N calls fail"
@@ -377,7 +385,8 @@ class Runner:
                 runs=self.runs, recorder=recorder, clock=self.clock, sleep=self.sleep,
                 price=self._price,
                 faults=self.faults, requester_role=record.requester_role,
-                events_in_writes=recorder is not None)
+                events_in_writes=recorder is not None,
+                planner_settings=self.planner_settings, checker_settings=self.checker_settings)
             # The drive's trace and audit events, written once when it ends: the run's start
             # (saved with the input), each node's (saved with its writes), the finish.
             events: list[Any] = []

@@ -16,7 +16,7 @@ from checkpoints.saver import open_checkpointer, thread_config
 from graph import workflows
 from graph.context import SampleTicket, Workflow
 from graph.factory import build_graph
-from graph.models import EVIDENCE_MARK, ScriptedChatModel, extract_block
+from graph.models import EVIDENCE_MARK, PROPOSAL_MARK, TICKET_MARK, ScriptedChatModel, extract_block
 from graph.runner import Runner
 from graph.workflows import get_workflow, register_workflow
 from tests.conftest import sample
@@ -182,14 +182,20 @@ class ScriptedPlanner(ScriptedChatModel):
 
 
 class VerdictChecker(ScriptedChatModel):
-    """A checker that always answers with the same verdict."""
+    """A checker that always answers with the same verdict, its reads copied from the call
+    and the ticket (so a "pass" agrees with the call and stands)."""
 
     verdict: str = "pass"
 
     def respond(self, messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
+        ticket = extract_block(messages, TICKET_MARK) or {}
+        args = (extract_block(messages, PROPOSAL_MARK) or {}).get("args") or {}
+        fields = tools[0]["function"]["parameters"]["properties"].get("read", {})
+        read = {f: args.get(f, ticket.get(f)) for f in fields.get("properties", {})}
         return AIMessage(content="", tool_calls=[{
             "name": tools[0]["function"]["name"], "id": "v",
-            "args": {"verdict": self.verdict, "reason": f"always {self.verdict}"}}])
+            "args": {"verdict": self.verdict, "read": read,
+                     "reason": f"always {self.verdict}: " + ", ".join(map(str, read.values()))}}])
 
 
 class RaisingChecker(ScriptedChatModel):
@@ -268,7 +274,7 @@ def test_failing_invariant_blocks_even_when_the_model_passes(runner: Runner, hom
     assert result.status == "blocked"
     verdict = final_state(home, result.run_id)["verdict"]
     assert verdict["model_check"] == {"rule_id": "model_check:scripted", "ok": True,
-                                      "reason": "always pass"}
+                                      "reason": "always pass: CUS-0002, ORD-10002, 15000"}
     failed = [c["rule_id"] for c in verdict["invariants"] if not c["ok"]]
     assert failed == ["refund.within_refundable_balance"]
     assert refunds_of(home, result.run_id) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage
@@ -14,6 +15,7 @@ from graph.context import SampleTicket
 from graph.models import EVIDENCE_MARK, PROPOSAL_MARK, TICKET_MARK, ScriptedChatModel, extract_block
 from tools.access import queries
 from tools.base import ToolContext
+from verifiers.argument_check import Read, scripted_verdict
 from verifiers.rules import Check, rule
 
 SYSTEM_ID = re.compile(r"\b[a-z][a-z0-9]*(?:-[a-z0-9]+)+\b")
@@ -102,6 +104,30 @@ def grant_revoked(ctx: ToolContext, tool: str, args: dict[str, Any],
 POSTCONDITIONS = {"grant_access": (grant_recorded,), "revoke_access": (grant_revoked,)}
 
 
+def request_answered(ctx: ToolContext, evidence: Sequence[Mapping[str, Any]]) -> Check:
+    """The completion check: this run left a note on its request (the employee got an
+    answer), as the database holds it now."""
+    if ctx.ticket_id is None:
+        return False, "the run has no request to answer on"
+    row = ctx.conn.execute(
+        "SELECT note_id FROM request_notes WHERE tenant_id = ? AND request_id = ? AND run_id = ?"
+        " ORDER BY note_id LIMIT 1", (ctx.tenant_id, ctx.ticket_id, ctx.run_id)).fetchone()
+    if row is None:
+        return False, f"the employee got no answer on {ctx.ticket_id} (no note from this run)"
+    return True, f"the employee was answered on {ctx.ticket_id} ({row[0]})"
+
+
+_REQUEST_READ = (Read("request_id", "the id of the request being worked, from the request"),)
+_GRANT_READS = (
+    Read("employee_id", "the id of the employee the request is about, as lookup_employee "
+         "found them"),
+    Read("system_id", "the id of the system the request names"),
+    Read("level", "the access level the request names"))
+VERDICT_READS = {"grant_access": _GRANT_READS, "revoke_access": _GRANT_READS,
+                 "add_request_note": _REQUEST_READ, "escalate_to_human": _REQUEST_READ}
+"""What the argument checker reads independently for each mutation; compared with the call."""
+
+
 def gate_facts(ctx: ToolContext, tool: str, args: BaseModel) -> dict[str, Any]:
     """Facts for policy conditions. `customer` is the employee the call is about; `ticket` is
     the request being worked plus the system the call targets (`ticket.system_production`)."""
@@ -142,12 +168,29 @@ class AccessChecker(ScriptedChatModel):
         ticket = extract_block(messages, TICKET_MARK) or {}
         evidence = extract_block(messages, EVIDENCE_MARK) or []
         proposal = extract_block(messages, PROPOSAL_MARK) or {}
-        ok, reason = self.judge(ticket, evidence, proposal.get("tool", ""),
-                                proposal.get("args") or {})
-        name = tools[0]["function"]["name"] if tools else "ArgumentVerdict"
-        return AIMessage(content="", tool_calls=[{
-            "name": name, "args": {"verdict": "pass" if ok else "fail", "reason": reason},
-            "id": "verdict"}])
+        tool, args = proposal.get("tool", ""), proposal.get("args") or {}
+        ok, reason = self.judge(ticket, evidence, tool, args)
+        return scripted_verdict(tools, ok, reason, self.reads(ticket, evidence, tool, args))
+
+    @staticmethod
+    def reads(ticket: dict[str, Any], evidence: list[dict[str, Any]], tool: str,
+              args: dict[str, Any]) -> dict[str, Any]:
+        """What this checker reads itself (VERDICT_READS), from the request and the evidence."""
+        if tool not in {"grant_access", "revoke_access"}:
+            return {"request_id": ticket.get("ticket_id")}
+        text = f"{ticket.get('subject', '')}\n{ticket.get('body', '')}"
+        named = [m.lower() for m in EMAIL.findall(ticket.get("body", ""))]
+        meant = named[0] if named else str(ticket.get("customer_email", "")).lower()
+        employee = next((e["result"]["employee_id"] for e in reversed(evidence)
+                         if e["tool"] == "lookup_employee" and e.get("result")
+                         and str(e["result"].get("email", "")).lower() == meant), None)
+
+        def pick(found: list[str], proposed: Any) -> str | None:
+            return proposed if proposed in found else (found or [None])[0]
+
+        return {"employee_id": employee,
+                "system_id": pick(SYSTEM_ID.findall(text), args.get("system_id")),
+                "level": pick([lvl.lower() for lvl in LEVEL.findall(text)], args.get("level"))}
 
     @staticmethod
     def judge(ticket: dict[str, Any], evidence: list[dict[str, Any]], tool: str,
@@ -162,7 +205,7 @@ class AccessChecker(ScriptedChatModel):
         if tool in {"add_request_note", "escalate_to_human"}:
             if args.get("request_id") != ticket.get("ticket_id"):
                 return False, "the call targets a different request than the one being worked"
-            return True, "the call targets the request being worked"
+            return True, f"the call targets {ticket.get('ticket_id')}, the request being worked"
         if tool not in {"grant_access", "revoke_access"}:
             return False, f"no basis to check a call to {tool!r}"
         text = f"{ticket.get('subject', '')}\n{ticket.get('body', '')}"

@@ -4,6 +4,7 @@ offline second-model argument checker."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage
@@ -20,6 +21,7 @@ from graph.models import (
 )
 from tools.base import ToolContext
 from tools.support import queries
+from verifiers.argument_check import Read, scripted_verdict
 from verifiers.rules import Check, rule
 
 REFUNDABLE_STATUSES = frozenset({"shipped", "delivered"})
@@ -116,6 +118,36 @@ def refund_recorded(ctx: ToolContext, tool: str, args: dict[str, Any],
 POSTCONDITIONS = {"create_refund_request": (refunds_within_payments, refund_recorded)}
 
 
+def customer_answered(ctx: ToolContext, evidence: Sequence[Mapping[str, Any]]) -> Check:
+    """The completion check: this run left a public note on its ticket (the customer got an
+    answer), as the database holds it now."""
+    if ctx.ticket_id is None:
+        return False, "the run has no ticket to answer on"
+    row = ctx.conn.execute(
+        "SELECT note_id FROM ticket_notes WHERE tenant_id = ? AND ticket_id = ? AND run_id = ?"
+        " AND visibility = 'public' ORDER BY note_id LIMIT 1",
+        (ctx.tenant_id, ctx.ticket_id, ctx.run_id)).fetchone()
+    if row is None:
+        return False, (f"the customer got no answer on {ctx.ticket_id} "
+                       "(no public note from this run)")
+    return True, f"the customer was answered on {ctx.ticket_id} ({row[0]})"
+
+
+_TICKET_READ = (Read("ticket_id", "the id of the ticket being worked, from the ticket"),)
+VERDICT_READS = {
+    "create_refund_request": (
+        Read("customer_id", "the id of the customer who wrote the ticket, as lookup_customer "
+             "found them by the ticket's email"),
+        Read("order_id", "the id of the order the ticket is about, from the ticket and the "
+             "evidence"),
+        Read("amount_cents", "the amount the customer asked for, in cents", "integer",
+             ceiling=True)),
+    "add_ticket_note": _TICKET_READ,
+    "escalate_to_human": _TICKET_READ,
+}
+"""What the argument checker reads independently for each mutation; compared with the call."""
+
+
 def gate_facts(ctx: ToolContext, tool: str, args: BaseModel) -> dict[str, Any]:
     """Facts the policy's conditions may use: the ticket's customer and ticket."""
     customer = (queries.customer_row(ctx.conn, ctx.tenant_id, ctx.customer_id)
@@ -140,13 +172,36 @@ class SupportChecker(ScriptedChatModel):
         ticket = extract_block(messages, TICKET_MARK) or {}
         evidence = extract_block(messages, EVIDENCE_MARK) or []
         proposal = extract_block(messages, PROPOSAL_MARK) or {}
-        ok, reason = self.judge(ticket, evidence, proposal.get("tool", ""),
-                                proposal.get("args") or {},
+        tool, args = proposal.get("tool", ""), proposal.get("args") or {}
+        ok, reason = self.judge(ticket, evidence, tool, args,
                                 origin=proposal.get("origin") or "model")
-        name = tools[0]["function"]["name"] if tools else "ArgumentVerdict"
-        return AIMessage(content="", tool_calls=[{
-            "name": name, "args": {"verdict": "pass" if ok else "fail", "reason": reason},
-            "id": "verdict"}])
+        return scripted_verdict(tools, ok, reason, self.reads(ticket, evidence, tool, args, ok))
+
+    @staticmethod
+    def reads(ticket: dict[str, Any], evidence: list[dict[str, Any]], tool: str,
+              args: dict[str, Any], judged_ok: bool) -> dict[str, Any]:
+        """What this checker reads itself (VERDICT_READS), from the ticket and the evidence."""
+        if tool != "create_refund_request":
+            return {"ticket_id": ticket.get("ticket_id")}
+        email = str(ticket.get("customer_email", "")).lower()
+        customer = next((e["result"] for e in reversed(evidence)
+                         if e["tool"] == "lookup_customer" and e.get("result")
+                         and str(e["result"].get("email", "")).lower() == email), None)
+        customer_id = customer["customer_id"] if customer else None
+        text = f"{ticket.get('subject', '')}\n{ticket.get('body', '')}"
+        mentioned = ORDER_ID.findall(text)
+        owned = [e["args"].get("order_id") for e in evidence
+                 if e["tool"] == "get_order" and e.get("result")
+                 and e["result"].get("customer_id") == customer_id]
+        order_id = (args.get("order_id") if args.get("order_id") in (mentioned or owned)
+                    else (mentioned or owned or [None])[0])
+        stated = cents_in(text)
+        amount = args.get("amount_cents")
+        if stated and amount not in stated:
+            amount = max(stated)
+        elif not stated and not judged_ok:
+            amount = None  # nothing asked, nothing the evidence supports
+        return {"customer_id": customer_id, "order_id": order_id, "amount_cents": amount}
 
     @staticmethod
     def judge(ticket: dict[str, Any], evidence: list[dict[str, Any]], tool: str,
@@ -164,7 +219,7 @@ class SupportChecker(ScriptedChatModel):
         if tool in {"add_ticket_note", "escalate_to_human"}:
             if args.get("ticket_id") != ticket.get("ticket_id"):
                 return False, "the call targets a different ticket than the one being worked"
-            return True, "the call targets the ticket being worked"
+            return True, f"the call targets {ticket.get('ticket_id')}, the ticket being worked"
         if tool != "create_refund_request":
             return False, f"no basis to check a call to {tool!r}"
 

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
-import time
+import re
 from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
 from graph.context import RunContext
-from graph.models import EVIDENCE_MARK, TICKET_MARK, model_name_of
-from graph.state import AgentState, Proposal, model_usage, usage_delta
+from graph.models import (
+    EVIDENCE_MARK,
+    TICKET_MARK,
+    ScriptedChatModel,
+    content_tool_call,
+    invoke_counted,
+    model_name_of,
+)
+from graph.state import AgentState, Proposal, add_usage, model_usage, usage_delta
 
 
 def planner_messages(state: AgentState, ctx: RunContext) -> list[Any]:
@@ -45,42 +52,105 @@ def _storable(value: Any) -> bool:
     return False
 
 
+NO_ACTION = "the planner gave no action"
+"""Why a run goes to a human when the planner's replies held no tool call, DONE or ESCALATE."""
+REASK = ("Your reply had no tool call and no DONE or ESCALATE line. Reply with exactly one "
+         "tool call; or 'DONE: <one-line summary>' when the ticket is handled; or "
+         "'ESCALATE: <reason>' to hand it to a human.")
+_ENDING = re.compile(r"^\s*(DONE|ESCALATE)\b[\s:.\-]*(.*)", re.I | re.S)
+
+
+def read_action(reply: AIMessage, tool_names: list[str], step: int,
+                content_calls: bool) -> Proposal | tuple[str, str] | None:
+    """What the reply asks for: a proposal, ("done" | "escalate", its text), or None when
+    it holds no action (prose, chat-template debris, nothing)."""
+    calls = list(reply.tool_calls)
+    if not calls and not reply.invalid_tool_calls and content_calls:
+        found = content_tool_call(reply.content, tool_names)
+        if found is not None:
+            calls = [found]  # type: ignore[list-item]
+    if calls:
+        call = calls[0]
+        args = call["args"]
+        return Proposal(call_id=call.get("id") or f"call-{step}", tool=call["name"],
+                        args=dict(args) if args is not None and _storable(args) else None,
+                        origin="model")
+    if reply.invalid_tool_calls:
+        bad = reply.invalid_tool_calls[0]
+        return Proposal(call_id=bad.get("id") or f"call-{step}", tool=bad.get("name") or "",
+                        args=None, origin="model")
+    content = reply.content if isinstance(reply.content, str) else ""
+    ending = _ENDING.match(content)
+    if ending is None:
+        return None
+    words = ending.group(2).strip()
+    return ending.group(1).lower(), words.splitlines()[0] if words else ""
+
+
+def step_tool(ctx: RunContext, messages: list[Any]) -> tuple[str | None, str]:
+    """The tool this step needs by the workflow's own rules (its offline planner), or
+    (None, its closing words) when the rules say the work is over. A workflow whose offline
+    planner is not rule-based gives ("required", "")."""
+    guide = ctx.workflow.planner()
+    if not isinstance(guide, ScriptedChatModel):
+        return "required", ""
+    reply = guide.respond(messages, [spec.openai_schema() for spec in ctx.registry])
+    if reply.tool_calls:
+        return reply.tool_calls[0]["name"], ""
+    return None, reply.content if isinstance(reply.content, str) else ""
+
+
 def plan(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ctx = runtime.context
+    settings = ctx.planner_settings
     step = state["step"] + 1
-    started = time.perf_counter()
-    try:
-        reply = ctx.bound_planner.invoke(planner_messages(state, ctx))
-    except Exception as exc:  # noqa: BLE001 - a model outage ends in a safe hand-off
-        return {"step": step, "proposal": None, "usage": usage_delta(model_calls=1),
-                "outcome": "failed", "reason": f"planner model failed: {exc}"}
-    latency = time.perf_counter() - started
-    assert isinstance(reply, AIMessage)
-    meta = reply.usage_metadata
-    tokens_in = meta["input_tokens"] if meta else 0
-    tokens_out = meta["output_tokens"] if meta else 0
-    name = model_name_of(ctx.planner)
-    cost = ctx.price(name, tokens_in, tokens_out)
-    if ctx.recorder is not None:
-        ctx.recorder.model_call(state["run_id"], f"plan:{step}", node="plan", model=name,
-                                tokens_in=tokens_in, tokens_out=tokens_out, latency_s=latency)
-    usage = model_usage(tokens_in, tokens_out, cost)
-    update: dict[str, Any] = {"step": step, "usage": usage}
+    messages = planner_messages(state, ctx)
+    update: dict[str, Any] = {"step": step}
     # The last proposal's judgements do not carry over to the next one. Only channels that
     # hold something are cleared: every write is a row in the checkpoint.
     update.update({k: None for k in ("gate", "verdict", "approval") if state.get(k) is not None})
 
-    proposal: Proposal | None = None
-    if reply.tool_calls:
-        call = reply.tool_calls[0]
-        args = dict(call["args"])
-        proposal = Proposal(call_id=call.get("id") or f"call-{step}", tool=call["name"],
-                            args=args if _storable(args) else None, origin="model")
-    elif reply.invalid_tool_calls:
-        bad = reply.invalid_tool_calls[0]
-        proposal = Proposal(call_id=bad.get("id") or f"call-{step}", tool=bad.get("name") or "",
-                            args=None, origin="model")
-    update["proposal"] = proposal
-    if proposal is None:
-        update["plan_note"] = reply.content if isinstance(reply.content, str) else ""
-    return update
+    choice = None if settings.tool_choice == "auto" else settings.tool_choice
+    if settings.tool_choice == "step":
+        choice, closing = step_tool(ctx, messages)
+        if choice is None:  # nothing is left to do by the rules: finish checks completion
+            return {**update, "usage": usage_delta(), "proposal": None, "plan_note": closing}
+
+    name = model_name_of(ctx.planner)
+    usage = usage_delta()
+    tool_names = [spec.name for spec in ctx.registry]
+    said: list[str] = []
+    calls = 0
+    for _ask in range(settings.reasks + 1):
+        attempts = invoke_counted(ctx.bound_planner(choice), messages, settings.retries)
+        for attempt in attempts:
+            key = f"plan:{step}" + (f":{calls}" if calls else "")
+            calls += 1
+            if ctx.recorder is not None:
+                ctx.recorder.model_call(state["run_id"], key, node="plan", model=name,
+                                        tokens_in=attempt.tokens_in,
+                                        tokens_out=attempt.tokens_out,
+                                        latency_s=attempt.latency_s)
+            usage = add_usage(usage, model_usage(
+                attempt.tokens_in, attempt.tokens_out,
+                ctx.price(name, attempt.tokens_in, attempt.tokens_out)))
+        reply = attempts[-1].reply
+        if reply is None:  # a model outage ends in a safe hand-off
+            return {**update, "usage": usage, "proposal": None, "outcome": "failed",
+                    "reason": f"planner model failed: {attempts[-1].error}"}
+        action = read_action(reply, tool_names, step, settings.content_tool_calls)
+        if isinstance(action, dict):
+            return {**update, "usage": usage, "proposal": action}
+        if action is not None:
+            kind, words = action
+            if kind == "escalate":
+                return {**update, "usage": usage, "proposal": None, "outcome": "escalated",
+                        "reason": f"the planner escalated: {words or 'no reason given'}"}
+            return {**update, "usage": usage, "proposal": None,
+                    "plan_note": f"DONE: {words}" if words else "DONE"}
+        content = reply.content if isinstance(reply.content, str) else ""
+        said.append(content)
+        messages = [*messages, AIMessage(content=content), HumanMessage(REASK)]
+    last = " ".join(said[-1].split())[:80]
+    return {**update, "usage": usage, "proposal": None, "outcome": "failed",
+            "reason": f"{NO_ACTION} ({len(said)} replies; the last: {last!r})"}

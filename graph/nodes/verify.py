@@ -12,7 +12,7 @@ from langgraph.runtime import Runtime
 
 from graph.context import RunContext
 from graph.models import model_name_of
-from graph.state import AgentState, RuleCheck, Verdict, model_usage
+from graph.state import AgentState, RuleCheck, Verdict, add_usage, model_usage, usage_delta
 from tools.ledger import call_digest
 from verifiers.argument_check import check_arguments
 
@@ -45,7 +45,9 @@ def verify(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
                  "error": e["error"]} for e in state["evidence"].values()]
     name = model_name_of(ctx.checker)
     check = check_arguments(ctx.checker, name, state["ticket"], evidence, tool, normalized,
-                            origin=proposal["origin"])
+                            origin=proposal["origin"],
+                            reads=ctx.workflow.verdict_reads.get(tool, ()),
+                            settings=ctx.checker_settings)
     model_check = RuleCheck(rule_id=f"model_check:{name}", ok=check.ok, reason=check.reason)
     failed = [c for c in invariants if not c["ok"]] + ([] if check.ok else [model_check])
     reason = "; ".join(f"{c['rule_id']}: {c['reason']}" for c in failed) or "all checks passed"
@@ -59,9 +61,10 @@ def verify(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
             digest = hashlib.sha256(ref.encode()).hexdigest()[:16]
             ctx.recorder.evidence(state["run_id"], f"evidence:{key}:{digest}",
                                   source=entry["tool"], ref=ref)
-        ctx.recorder.model_call(state["run_id"], f"verify-model:{key}", node="verify", model=name,
-                                tokens_in=check.tokens_in, tokens_out=check.tokens_out,
-                                latency_s=check.latency_s)
+        for n, attempt in enumerate(check.attempts):  # each request sent, retries included
+            ctx.recorder.model_call(state["run_id"], f"verify-model:{key}" + (f":{n}" if n else ""),
+                                    node="verify", model=name, tokens_in=attempt.tokens_in,
+                                    tokens_out=attempt.tokens_out, latency_s=attempt.latency_s)
         for c in invariants:
             ctx.recorder.decision(state["run_id"], f"verify_rules:{key}:{c['rule_id']}",
                                   step=state["step"], kind="verify_rules",
@@ -70,11 +73,11 @@ def verify(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         ctx.recorder.decision(state["run_id"], f"verify_model:{key}", step=state["step"],
                               kind="verify_model", verdict="pass" if check.ok else "fail",
                               rule_id=model_check["rule_id"], reason=check.reason)
-    update: dict[str, Any] = {
-        "verdict": verdict,
-        "usage": model_usage(check.tokens_in, check.tokens_out,
-                             ctx.price(name, check.tokens_in, check.tokens_out)),
-    }
+    usage = usage_delta()
+    for attempt in check.attempts:
+        usage = add_usage(usage, model_usage(attempt.tokens_in, attempt.tokens_out, ctx.price(
+            name, attempt.tokens_in, attempt.tokens_out)))
+    update: dict[str, Any] = {"verdict": verdict, "usage": usage}
     if failed:
         update["outcome"] = "blocked"
         update["reason"] = f"verifier: {reason}"

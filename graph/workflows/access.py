@@ -81,5 +81,7 @@ ACCESS = Workflow(
     db_filename="access.db",
     pii_fields=frozenset({"email", "name", "customer_email"}),
     intake=intake,
+    completion=access_verifiers.request_answered,
+    verdict_reads=access_verifiers.VERDICT_READS,
     requester_role=access_verifiers.requester_role,
 )

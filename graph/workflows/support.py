@@ -79,4 +79,6 @@ SUPPORT = Workflow(
     db_filename="support.db",
     pii_fields=frozenset({"email", "phone", "name", "customer_email"}),
     intake=intake,
+    completion=support_verifiers.customer_answered,
+    verdict_reads=support_verifiers.VERDICT_READS,
 )
