@@ -22,7 +22,8 @@ HANDED_OFF = frozenset({"escalated", "blocked", "rejected", "failed"})
 
 _REASON_CLASS = re.compile(
     r"^(gate [\w.-]+|verifier: [\w.-]+|approval refused|rejected by|post-condition violated"
-    r"|kill switch|planner model failed|[\w_-]+ kept failing)")
+    r"|kill switch|planner model failed|the planner gave no action|the planner escalated"
+    r"|not complete|[\w_-]+ kept failing)")
 
 
 def reason_class(reason: str | None) -> str:
