@@ -79,5 +79,11 @@ def render_report(report: Report) -> Group:
             if report.unpriced_models
             else ""
         )
+        + (
+            f"; {report.resolved_unchecked} resolved without a completion check (not counted"
+            " as success)"
+            if report.resolved_unchecked
+            else ""
+        )
     )
     return Group(success, escalations, latency, quality, cost)

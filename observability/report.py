@@ -57,7 +57,7 @@ class VersionSuccess:
     finished: int
     """Runs of this version that reached an outcome."""
     resolved: int
-    """Of those, runs whose outcome was "resolved"."""
+    """Of those, runs that ended "resolved" with their completion check passed."""
     success_rate: float | None
     """resolved / finished."""
 
@@ -97,6 +97,9 @@ class Report:
     cost_by: tuple[CostLine, ...]
     unpriced_models: tuple[str, ...]
     """Models with calls but no price: their cost is counted as 0."""
+    resolved_unchecked: int = 0
+    """Runs recorded "resolved" without a passing completion check (recorded before the
+    check existed): not counted as successes."""
 
 
 def percentile(ordered: Sequence[float], pct: float) -> float | None:
@@ -143,6 +146,14 @@ def compute_report(home: Path, prices: PriceTable | None = None) -> Report:
         postchecks = [
             r[0] for r in conn.execute("SELECT verdict FROM decisions WHERE kind = 'postcheck'")
         ]
+        completed = {
+            r[0] for r in conn.execute("SELECT run_id FROM decisions WHERE kind = 'completion'"
+                                       " AND verdict = 'pass'")
+        }
+
+    def succeeded(run: sqlite3.Row) -> bool:
+        """Resolved, and the workflow's completion check said so."""
+        return run["outcome"] == "resolved" and run["run_id"] in completed
 
     versions: dict[tuple[str, str], list[int]] = {}
     cost_lines: dict[tuple[str, str, str], list[float]] = {}
@@ -150,13 +161,13 @@ def compute_report(home: Path, prices: PriceTable | None = None) -> Report:
         if run["outcome"] is not None:
             tally = versions.setdefault((run["workflow"], run["workflow_version"]), [0, 0])
             tally[0] += 1
-            tally[1] += run["outcome"] == "resolved"
+            tally[1] += succeeded(run)
         line = cost_lines.setdefault(
             (run["team"], run["workflow"], run["workflow_version"]), [0, 0.0]
         )
         line[0] += 1
         line[1] += costs.get(run["run_id"], 0.0)
-    successes = sum(run["outcome"] == "resolved" for run in runs)
+    successes = sum(succeeded(run) for run in runs)
     total_cost = sum(costs.values())
     return Report(
         runs=len(runs),
@@ -191,4 +202,6 @@ def compute_report(home: Path, prices: PriceTable | None = None) -> Report:
             for (team, wf, ver), (count, cost) in sorted(cost_lines.items())
         ),
         unpriced_models=tuple(sorted(unpriced)),
+        resolved_unchecked=sum(run["outcome"] == "resolved" and not succeeded(run)
+                               for run in runs),
     )

@@ -49,11 +49,14 @@ def record_run(
     model_calls: Iterable[tuple[str, int, int, float]] = (),
     tool_calls: Iterable[ToolSpec] = (),
     decisions: Iterable[tuple[str, str, str | None, str | None]] = (),
+    completed: bool = False,
 ) -> None:
     """Record one synthetic run: model calls, then tool calls, then decisions, then finish.
 
     `model_calls` are (model, tokens_in, tokens_out, latency_s); `decisions` are
     (kind, verdict, rule_id, reason). Event keys are positional, so a replay is a no-op.
+    With `completed`, a "resolved" run also records its passing completion check, as the
+    graph's finish does (without it, it is a run recorded before completion checks existed).
     """
     recorder.start_run(
         run_id,
@@ -101,5 +104,8 @@ def record_run(
             rule_id=rule_id,
             reason=why,
         )
+    if outcome == "resolved" and completed:
+        recorder.decision(run_id, "completion", step="done", kind="completion",
+                          verdict="pass", rule_id="completion", reason="the customer was answered")
     if outcome is not None:
         recorder.finish_run(run_id, outcome=outcome, reason=reason)

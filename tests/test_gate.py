@@ -476,7 +476,8 @@ def test_graph_never_lets_an_invalid_call_reach_a_tool(graph_env: dict[str, Any]
         assert called_with == parsed
 
 
-def test_a_model_with_no_price_stops_the_run_before_its_first_action(home: Path) -> None:
+def test_a_model_with_no_price_is_refused_at_run_start(home: Path) -> None:
+    from graph.errors import SignoffError
     from graph.observe import price_fn
     from graph.runner import Home, Runner
     from tests.conftest import sample
@@ -491,12 +492,11 @@ def test_a_model_with_no_price_stops_the_run_before_its_first_action(home: Path)
     unpriced = Runner(Home(home), price=lambda model, tokens_in, tokens_out: None)
     unpriced.ensure_domain_db(get_workflow("support"))
     before = refunds()
-    result = unpriced.start("support", sample("TKT-1001"), requester="ops@signoff.local")
+    # Before the planner's first call: nothing is spent on a model the budget cannot price,
+    # and no run is registered.
+    with pytest.raises(SignoffError, match="SIGNOFF_PRICES") as refused:
+        unpriced.start("support", sample("TKT-1001"), requester="ops@signoff.local")
+    assert "planner model 'scripted-support-planner' has no price" in str(refused.value)
+    assert unpriced.runs.list() == []
     unpriced.close()
-    # The planner's call had no price: the money budget cannot be checked, so the first
-    # gate blocks, before any tool runs.
-    assert result.status == "blocked"
-    assert result.reason is not None and "budget.money" in result.reason
-    assert "no price" in result.reason
-    assert result.usage is not None and result.usage["tool_calls"] == 0
     assert refunds() == before

@@ -25,6 +25,7 @@ def home(tmp_path: Path) -> Path:
         record_run(
             recorder,
             "r-ok",
+            completed=True,
             model_calls=[("gpt-4o", 1_000_000, 0, 0.4)],
             tool_calls=[ToolSpec("lookup_order")],
             customer_id="C-1",
@@ -72,7 +73,7 @@ def test_report_prints_metrics_and_json(home: Path) -> None:
 
 def test_audit_verify_reports_intact_then_tampered(home: Path) -> None:
     result = runner.invoke(make_app(home), ["audit", "verify"])
-    assert (result.exit_code, result.output.strip()) == (0, "audit log intact: 6 entries")
+    assert (result.exit_code, result.output.strip()) == (0, "audit log intact: 7 entries")
     with sqlite3.connect(home / "audit.db") as conn:
         conn.execute("UPDATE audit SET payload = '{}' WHERE seq = 4")
     result = runner.invoke(make_app(home), ["audit", "verify"])
@@ -83,17 +84,17 @@ def test_audit_verify_reports_intact_then_tampered(home: Path) -> None:
 def test_audit_head_then_verify_against_it(home: Path) -> None:
     printed = runner.invoke(make_app(home), ["audit", "head"])
     assert printed.exit_code == 0, printed.output
-    assert re.fullmatch(r"6:[0-9a-f]{64}\n", printed.output)
+    assert re.fullmatch(r"7:[0-9a-f]{64}\n", printed.output)
     head = printed.output.strip()
     result = runner.invoke(make_app(home), ["audit", "verify", "--head", head])
     assert (result.exit_code, result.output.strip()) == (
-        0, "audit log intact: 6 entries, and holds entry 6 of the head given")
+        0, "audit log intact: 7 entries, and holds entry 7 of the head given")
     with sqlite3.connect(home / "audit.db") as conn:
         conn.execute("DELETE FROM audit WHERE seq >= 5")  # cut short: the chain still links
     assert runner.invoke(make_app(home), ["audit", "verify"]).exit_code == 0
     result = runner.invoke(make_app(home), ["audit", "verify", "--head", head])
     assert result.exit_code == 1
-    assert result.output.startswith("audit log tampered: entry 6: the pinned entry is missing")
+    assert result.output.startswith("audit log tampered: entry 7: the pinned entry is missing")
 
 
 @pytest.mark.parametrize("head", ["latest", "6:abc", "6:" + "z" * 64])

@@ -20,6 +20,7 @@ def home(tmp_path: Path) -> Path:
         recorder,
         "r1",
         outcome="resolved",
+        completed=True,
         team="care",
         workflow_version="v1",
         model_calls=[TWO_DOLLARS],
@@ -48,6 +49,7 @@ def home(tmp_path: Path) -> Path:
         recorder,
         "r3",
         outcome="resolved",
+        completed=True,
         team="billing",
         workflow_version="v2",
         model_calls=[TWO_DOLLARS, TWO_DOLLARS, ("mystery-model", 10, 10, 1.5)],
@@ -187,3 +189,24 @@ def test_hand_off_reasons_group_by_rule_not_by_amount(reason: str | None, expect
     from observability.report import reason_class
 
     assert reason_class(reason) == expected
+
+
+def test_success_counts_only_runs_whose_completion_check_passed(tmp_path: Path) -> None:
+    recorder = Recorder(tmp_path, prices=PRICES, clock=FakeClock(now=1000.0))
+    record_run(recorder, "checked", model_calls=[TWO_DOLLARS], completed=True)
+    record_run(recorder, "unchecked", model_calls=[TWO_DOLLARS])
+    record_run(recorder, "failed", outcome="failed", model_calls=[TWO_DOLLARS],
+               reason="not complete: the customer got no answer on T-failed",
+               decisions=[("completion", "fail", "completion", "no public note")])
+    recorder.close()
+    report = compute_report(tmp_path)
+    assert report.successful_runs == 1
+    assert report.resolved_unchecked == 1
+    (line,) = report.success_by_version
+    assert (line.finished, line.resolved) == (3, 1)
+    assert line.success_rate == pytest.approx(1 / 3)
+    assert report.cost_per_success_usd == pytest.approx(6.0)  # all three runs' cost
+    assert report.escalation_reasons == {"failed: not complete": 1}
+    console = Console(width=200, record=True)
+    console.print(render_report(report))
+    assert "1 resolved without a completion check" in " ".join(console.export_text().split())

@@ -97,7 +97,8 @@ def checkpoint_bytes(db: Path, run_id: str) -> int:
 def bytes_per_step(tmp_path: Path, policy: Path, monkeypatch: pytest.MonkeyPatch,
                    steps: int) -> tuple[float, int]:
     """Run `steps` reads; returns (checkpoint bytes per step, evidence entries at the end)."""
-    probe = replace(SUPPORT, tools=probe_tools, planner=partial(PagingPlanner, steps=steps))
+    probe = replace(SUPPORT, tools=probe_tools, planner=partial(PagingPlanner, steps=steps),
+                    completion=lambda ctx, evidence: (True, "reads only"))
     workflows.get_workflow("support")  # load the built-ins before swapping one out
     monkeypatch.setitem(workflows._WORKFLOWS, "support", probe)
     home = tmp_path / f"home-{steps}"
