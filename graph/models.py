@@ -254,8 +254,10 @@ def content_tool_call(content: Any, tool_names: Sequence[str]) -> dict[str, Any]
             data = data[0]
         if not isinstance(data, dict):
             continue
-        function = data.get("function") if isinstance(data.get("function"), dict) else data
+        nested = data.get("function")
+        function: dict[str, Any] = nested if isinstance(nested, dict) else data
         name = function.get("name") or function.get("tool")
+        args: Any
         if name is None and len(tool_names) == 1:
             name, args = tool_names[0], data
         else:

@@ -58,6 +58,15 @@ def _choice_key(tool_choice: Any) -> str:
     return str(tool_choice or "auto")
 
 
+def copied_reads(messages: list[Any], tools: list[dict[str, Any]]) -> dict[str, Any]:
+    """The reads a verdict tool asks for, copied from the proposed call (or the ticket): what
+    a checker that only agrees would answer."""
+    ticket = extract_block(messages, TICKET_MARK) or {}
+    args = (extract_block(messages, PROPOSAL_MARK) or {}).get("args") or {}
+    wanted = tools[0]["function"]["parameters"]["properties"].get("read", {})
+    return {f: args.get(f, ticket.get(f)) for f in wanted.get("properties", {})}
+
+
 @dataclass
 class Replay:
     """Recorded responses by the kind of request that got them, each served in turn."""
@@ -145,10 +154,7 @@ class FakeOpenAI:
                             tools: list[dict[str, Any]]) -> dict[str, Any]:
         if mode == "boilerplate":
             return {"verdict": "pass", "reason": "The arguments are justified."}
-        ticket = extract_block(messages, TICKET_MARK) or {}
-        args = (extract_block(messages, PROPOSAL_MARK) or {}).get("args") or {}
-        wanted = tools[0]["function"]["parameters"]["properties"].get("read", {})
-        read = {f: args.get(f, ticket.get(f)) for f in wanted.get("properties", {})}
+        read = copied_reads(messages, tools)
         return {"verdict": "pass", "read": read,
                 "reason": "Checked " + ", ".join(map(str, read.values())) + ": all match."}
 
@@ -195,11 +201,14 @@ def fake_openai_server(**options: Any) -> Iterator[FakeOpenAI]:
             payload = json.dumps(answer if status == 200 else {"error": {
                 "message": "tool_choice 'required' is not supported", "type": "server_error",
                 "code": 500}}).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up waiting (a timeout test)
 
         def log_message(self, *args: Any) -> None:
             pass

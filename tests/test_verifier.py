@@ -16,10 +16,11 @@ from checkpoints.saver import open_checkpointer, thread_config
 from graph import workflows
 from graph.context import SampleTicket, Workflow
 from graph.factory import build_graph
-from graph.models import EVIDENCE_MARK, PROPOSAL_MARK, TICKET_MARK, ScriptedChatModel, extract_block
+from graph.models import EVIDENCE_MARK, ScriptedChatModel, extract_block
 from graph.runner import Runner
 from graph.workflows import get_workflow, register_workflow
 from tests.conftest import sample
+from tests.fake_openai import copied_reads
 from tools.base import ToolContext
 from tools.support import build_support_db, open_support_db, support_registry
 from verifiers.argument_check import check_arguments
@@ -188,10 +189,7 @@ class VerdictChecker(ScriptedChatModel):
     verdict: str = "pass"
 
     def respond(self, messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
-        ticket = extract_block(messages, TICKET_MARK) or {}
-        args = (extract_block(messages, PROPOSAL_MARK) or {}).get("args") or {}
-        fields = tools[0]["function"]["parameters"]["properties"].get("read", {})
-        read = {f: args.get(f, ticket.get(f)) for f in fields.get("properties", {})}
+        read = copied_reads(messages, tools)
         return AIMessage(content="", tool_calls=[{
             "name": tools[0]["function"]["name"], "id": "v",
             "args": {"verdict": self.verdict, "read": read,

@@ -186,7 +186,7 @@ class AccessChecker(ScriptedChatModel):
                          and str(e["result"].get("email", "")).lower() == meant), None)
 
         def pick(found: list[str], proposed: Any) -> str | None:
-            return proposed if proposed in found else (found or [None])[0]
+            return proposed if proposed in found else next(iter(found), None)
 
         return {"employee_id": employee,
                 "system_id": pick(SYSTEM_ID.findall(text), args.get("system_id")),
