@@ -16,6 +16,7 @@ answers is chosen per role:
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import threading
@@ -179,9 +180,9 @@ class FakeOpenAI:
 
 
 @contextmanager
-def fake_openai_server(**options: Any) -> Iterator[FakeOpenAI]:
-    """A server on 127.0.0.1 (port 0); `options` set FakeOpenAI's fields. A role in "replay"
-    mode loads the recordings."""
+def fake_openai_server(port: int = 0, **options: Any) -> Iterator[FakeOpenAI]:
+    """A server on 127.0.0.1 (port 0: a free one); `options` set FakeOpenAI's fields. A role
+    in "replay" mode loads the recordings."""
     fake = FakeOpenAI(**options)
     if "replay" in (fake.planner, fake.checker) and fake.replay is None:
         fake.replay = Replay.of(load_recordings())
@@ -213,7 +214,7 @@ def fake_openai_server(**options: Any) -> Iterator[FakeOpenAI]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -223,3 +224,26 @@ def fake_openai_server(**options: Any) -> Iterator[FakeOpenAI]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve until interrupted, for trying signoff against the recordings by hand:
+    `python -m tests.fake_openai --planner replay` (see docs/models.md)."""
+    parser = argparse.ArgumentParser(prog="python -m tests.fake_openai",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--planner", choices=["offline", "replay"], default="offline")
+    parser.add_argument("--checker", choices=["offline", "replay", "boilerplate", "copycat"],
+                        default="offline")
+    parser.add_argument("--port", type=int, default=0)
+    options = parser.parse_args(argv)
+    with fake_openai_server(port=options.port, planner=options.planner,
+                            checker=options.checker) as fake:
+        print(fake.base_url, flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
