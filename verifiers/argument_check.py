@@ -31,6 +31,7 @@ from graph.models import (
     ModelSettings,
     content_tool_call,
     invoke_counted,
+    schema_for_model,
 )
 from tools.base import validation_summary
 
@@ -225,7 +226,8 @@ def check_arguments(checker: BaseChatModel, model_name: str, ticket: Mapping[str
     # with_structured_output(method="function_calling") sends, without its parallel
     # raw/parsed runnable, which starts threads on every call.
     try:
-        bound = checker.bind_tools([verdict_tool(tuple(reads))], tool_choice=VERDICT_TOOL)
+        schema = schema_for_model(verdict_tool(tuple(reads)), settings.schema_dialect)
+        bound = checker.bind_tools([schema], tool_choice=VERDICT_TOOL)
     except Exception as exc:  # noqa: BLE001 - fail closed
         return CheckOutcome(False, f"argument checker failed: {exc}", model_name, 0, 0, 0.0)
     attempts = tuple(invoke_counted(bound, checker_messages(ticket, evidence, tool, args,
