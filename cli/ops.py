@@ -77,9 +77,10 @@ def policy_check(file: str = typer.Argument(..., help="Path to a policy TOML fil
     try:
         policy = load_policy(file)
         name = workflow or policy.workflow
-        known = set(get_workflow(name).tools().names()) if name in workflow_names() else None
-        if known is not None:
-            policy = load_policy(file, known_tools=known)
+        tools = get_workflow(name).tools() if name in workflow_names() else None
+        known = set(tools.names()) if tools is not None else None
+        if tools is not None:
+            policy = load_policy(file, known_tools=known, tool_args=tools.argument_names())
     except PolicyError as exc:
         for issue in exc.issues:
             typer.echo(f"error: {exc.format(issue)}", err=True)
