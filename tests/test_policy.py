@@ -94,7 +94,7 @@ def test_policy_check_reports_the_error_and_its_line(tmp_path: Path, name: str, 
 
 
 def test_policy_check_reports_every_error(tmp_path: Path) -> None:
-    text = (TEXT.replace('tier = "yellow"', 'tier = "amber"')
+    text = (TEXT.replace('tier = "yellow"', 'tier = "amber"', 1)
             .replace("retries = 4 ", "retries = -1 "))
     path = tmp_path / "two.toml"
     path.write_text(text)

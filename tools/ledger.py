@@ -158,6 +158,9 @@ def committed_total(conn: sqlite3.Connection, *, tools: Sequence[str], tenant_id
     mutations of `tools`, optionally only those for `customer_id`, those whose arguments
     equal `same_args`, and those committed at or after `since`. Read in the caller's
     transaction, so at commit it sees every mutation committed before this one."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'"
+                    " AND name = 'mutation_ledger'").fetchone() is None:
+        return 0  # commit_once creates the ledger with its first mutation: none yet
     # Argument names are JSON paths here: only identifiers (verifiers.policy checks them).
     for name in (*(same_args or {}), *([sum_arg] if sum_arg else [])):
         if not name.isidentifier():
