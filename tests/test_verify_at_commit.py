@@ -175,3 +175,40 @@ def test_the_access_workflow_checks_its_invariants_at_commit_too(home: Path) -> 
         live = conn.execute("SELECT COUNT(*) FROM grants WHERE employee_id = 'EMP-0004' AND "
                             "system_id = 'analytics-staging' AND revoked_at IS NULL").fetchone()
     assert live[0] == 1
+
+
+def test_an_approval_covers_only_a_rule_its_role_may_approve(home: Path, tmp_path: Path,
+                                                             runner: Runner) -> None:
+    # Any approver may approve a large refund, but once the order has a refund, only a
+    # support lead may: finance approves while the order has none; by the time it commits,
+    # another refund landed, and the rule deciding now is not one finance may approve.
+    text = SUPPORT.policy_path.read_text()
+    text = text.replace('reason = "refunds above $50.00 need a support lead\'s approval"\n'
+                        'approvers = ["support_lead"]', 'reason = "refunds above $50.00 need '
+                        'an approval"')
+    text = text.replace('when = "aggregates.refunded_on_order_30d + args.amount_cents > 5000"',
+                        'when = "aggregates.refunded_on_order_30d > 0"')
+    order = text.index('[[rules]]\nid = "refund.cumulative_on_order"')
+    needs = text.index('[[rules]]\nid = "refund.needs_approval"')
+    cumulative = text[order:text.index("[[rules]]", order + 1)]
+    text = text.replace(cumulative, "")
+    text = text[:needs] + cumulative + text[needs:]
+    policy = tmp_path / "roles.toml"
+    policy.write_text(text)
+    strict = Runner(Home(home), policy_override=policy)
+    try:
+        waiting = held_refund(strict)
+        assert strict.runs.get(waiting).reason == \
+            "held by refund.needs_approval: refunds above $50.00 need an approval"
+        small = run(strict, MARCUS, "Order ORD-10002: the case is scratched. Please refund "
+                                    "$10.00.")
+        assert small.status == "resolved"
+        blocked = strict.decide(waiting, {"action": "approve", "by": "finance@acme.example",
+                                          "reason": "ok"})
+    finally:
+        strict.close()
+    assert blocked.status == "blocked"
+    assert blocked.reason and blocked.reason.startswith(
+        "verify at commit: refund.cumulative_on_order: approved as finance, but the rule "
+        "deciding now needs support_lead")
+    assert refunded(home, "ORD-10002") == 1000
