@@ -3,6 +3,9 @@ checkpoints (prune), observability (traces, report, audit) and evals (eval, gate
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
 import typer
 
 from checkpoints.runs import ALL_WORKFLOWS
@@ -62,6 +65,15 @@ def unkill(workflow: str = typer.Option(None, "--workflow"),
     out.print(f"kill switch cleared for {'all workflows' if scope == '*' else scope}")
 
 
+def _workflow_named_in(file: str) -> str | None:
+    """The file's `workflow` key, or None when it cannot be read (load_policy says why)."""
+    try:
+        name = tomllib.loads(Path(file).read_text(encoding="utf-8")).get("workflow")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    return name if isinstance(name, str) else None
+
+
 @policy_app.command("check")
 @user_errors
 def policy_check(file: str = typer.Argument(..., help="Path to a policy TOML file."),
@@ -75,11 +87,13 @@ def policy_check(file: str = typer.Argument(..., help="Path to a policy TOML fil
     if workflow is not None:
         get_workflow(workflow)  # an unknown name is an error, not a skipped check
     try:
-        policy = load_policy(file)
-        name = workflow or policy.workflow
-        known = set(get_workflow(name).tools().names()) if name in workflow_names() else None
-        if known is not None:
-            policy = load_policy(file, known_tools=known)
+        # The workflow the file names, read first so that every error (tool and argument
+        # names included) is reported in one pass.
+        name = workflow or _workflow_named_in(file) or load_policy(file).workflow
+        tools = get_workflow(name).tools() if name in workflow_names() else None
+        known = set(tools.names()) if tools is not None else None
+        policy = load_policy(file, known_tools=known,
+                             tool_args=tools.argument_names() if tools is not None else None)
     except PolicyError as exc:
         for issue in exc.issues:
             typer.echo(f"error: {exc.format(issue)}", err=True)

@@ -141,6 +141,19 @@ class Decision(_Strict):
     reason: str = ""
 
 
+class PriorTicket(_Strict):
+    """A ticket the same customer filed before the case's own, run first on the same data:
+    how a refund split over several tickets, or approvals racing each other, are written."""
+
+    subject: str
+    body: str
+    decisions: list[Decision] = Field(default_factory=list)
+    """Applied while its run waits for approval, as for the case's own ticket."""
+    decide_after: bool = False
+    """Apply `decisions` only after the case's own ticket ran and was decided: an approval
+    given late, after other tickets committed on the same order."""
+
+
 class HumanAction(_Strict):
     """What the human agent actually did with the ticket (for shadow mode)."""
 
@@ -165,6 +178,9 @@ class Case(_Strict):
     body: str
     expect: Expectation
     decisions: list[Decision] = Field(default_factory=list)
+    prior: list[PriorTicket] = Field(default_factory=list)
+    """Tickets filed and run before this one, in order (the expectation covers everything
+    committed, theirs included; the outcome is this ticket's)."""
     human_action: HumanAction | None = None
     notes: str = ""
     """Why the expectation is what it is, for the human reading a failure."""

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evals.cases import Case
+from evals.cases import Case, Decision
 from evals.checks import committed_mutations, domain_row_counts, judge
 from evals.shadow import Recommendation, agreement, recommendation_of
 from graph.errors import SignoffError
@@ -162,6 +162,7 @@ class EvalSession:
         result: RunResult | None = None
         unchanged: bool | None = None
         try:
+            late = [] if shadow else self._run_prior(runner, case)
             try:
                 ticket = runner.intake(self.workflow.name, tenant_id=case.tenant_id,
                                        email=case.email, subject=case.subject, body=case.body)
@@ -171,13 +172,12 @@ class EvalSession:
                 ticket_id = ticket.ticket_id
                 before = file_digest(db_path) if shadow else None
                 result = runner.start(self.workflow.name, ticket, requester=EVAL_REQUESTER)
-                for decision in [] if shadow else case.decisions:
-                    if result.status != "waiting_approval":
-                        break
-                    result = runner.decide(result.run_id, decision.model_dump())
+                result = _decide(runner, result, [] if shadow else case.decisions)
                 outcome, reason = result.status, result.reason or ""
                 if before is not None:
                     unchanged = file_digest(db_path) == before
+            for waiting, decisions in late:
+                _decide(runner, waiting, decisions)
         except SignoffError as exc:
             outcome, reason = "failed", f"error: {exc}"
         except Exception as exc:  # noqa: BLE001 - one broken case must not end the session
@@ -207,6 +207,20 @@ class EvalSession:
             self._judge_shadow(outcome_result, case, result, unchanged, mutations)
         return outcome_result
 
+    def _run_prior(self, runner: Runner, case: Case) -> list[tuple[RunResult, list[Decision]]]:
+        """Run the case's prior tickets; those decided late are returned with their
+        decisions. A prior ticket intake refuses is a broken case (SignoffError)."""
+        late: list[tuple[RunResult, list[Decision]]] = []
+        for prior in case.prior:
+            ticket = runner.intake(self.workflow.name, tenant_id=case.tenant_id,
+                                   email=case.email, subject=prior.subject, body=prior.body)
+            result = runner.start(self.workflow.name, ticket, requester=EVAL_REQUESTER)
+            if prior.decide_after:
+                late.append((result, prior.decisions))
+            else:
+                _decide(runner, result, prior.decisions)
+        return late
+
     @staticmethod
     def _judge_shadow(out: CaseResult, case: Case, result: RunResult | None,
                       unchanged: bool | None, mutations: list[dict[str, Any]]) -> None:
@@ -225,6 +239,15 @@ class EvalSession:
                 failures.append(f"disagrees with the human: {verdict.delta}")
         out.failures, out.passed = failures, not failures
         out.unauthorized = [f"shadow mutation {m['tool']}" for m in mutations]
+
+
+def _decide(runner: Runner, result: RunResult, decisions: Sequence[Decision]) -> RunResult:
+    """Apply recorded decisions while the run waits for one; the run's last result."""
+    for decision in decisions:
+        if result.status != "waiting_approval":
+            break
+        result = runner.decide(result.run_id, decision.model_dump())
+    return result
 
 
 def _held(result: RunResult | None) -> dict[str, Any] | None:

@@ -213,7 +213,9 @@ class Runner:
         if stamp is not None and cached is not None and cached[0] == stamp:
             return cached[1], None
         try:
-            policy = load_policy(path, known_tools=set(workflow.tools().names()))
+            tools = workflow.tools()
+            policy = load_policy(path, known_tools=set(tools.names()),
+                                 tool_args=tools.argument_names())
         except PolicyError as exc:
             self._policies.pop(path, None)
             return None, str(exc)

@@ -133,6 +133,9 @@ class AgentState(TypedDict):
     gate: NotRequired[GateDecision | None]
     verdict: NotRequired[Verdict | None]
     approval: NotRequired[Approval | None]
+    commit_checks: NotRequired[list[RuleCheck] | None]
+    """The checks execute ran inside the commit transaction of the last mutation (see
+    graph.commit_checks); the first failing one refused it."""
     last_call: NotRequired[Evidence | None]
     """The call execute ran last; postcheck reads it."""
     plan_note: NotRequired[str]

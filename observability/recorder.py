@@ -17,8 +17,8 @@ from observability.redact import Redactor
 from observability.schema import ensure_trace_schema
 
 DECISION_KINDS = frozenset(
-    {"gate", "verify_rules", "verify_model", "approval", "postcheck", "fallback", "kill",
-     "completion"}
+    {"gate", "verify_rules", "verify_model", "verify_commit", "approval", "postcheck",
+     "fallback", "kill", "completion"}
 )
 OUTCOMES = frozenset({"resolved", "escalated", "blocked", "rejected", "failed"})
 WARNING_VERDICTS = frozenset({"yellow", "red", "blocked", "fail", "reject"})

@@ -28,7 +28,7 @@ from graph.workflows import get_workflow
 
 THRESHOLDS = load_thresholds()
 REDTEAM_CATEGORIES = {"prompt_injection", "social_engineering", "cross_tenant", "tool_spoofing",
-                      "malformed_ids", "oversized"}
+                      "malformed_ids", "oversized", "split_refund", "racing_approvals"}
 
 
 def make_app(home: Path) -> typer.Typer:
@@ -69,6 +69,22 @@ def test_sets_are_big_enough_and_cover_the_threats() -> None:
     assert {"resolved", "escalated", "blocked", "waiting_approval", "rejected"} <= outcomes
     assert any(len(c.body) >= 15000 for c in redteam if c.customer_id)
     assert all(c.expect.forbidden for c in regression + redteam)
+
+
+def test_prior_tickets_run_first_and_late_decisions_come_after_the_case(tmp_path: Path) -> None:
+    case = next(c for c in load_set("redteam") if c.category == "racing_approvals")
+    assert case.prior and case.prior[0].decide_after
+    decided_first = case.model_copy(update={"prior": [
+        case.prior[0].model_copy(update={"decide_after": False})]})
+    with EvalSession(workdir=tmp_path).open() as session:
+        late, early = session.run_case(case), session.run_case(decided_first)
+    # Late: the case's own refund commits, the prior hold's approval is refused at commit.
+    assert late.passed, late.failures
+    assert [m["tool"] for m in late.mutations].count("create_refund_request") == 1
+    # Early: the prior refund commits first, so verify already refuses the case's own.
+    assert early.outcome == "blocked" and early.reason.startswith(
+        "verifier: refund.within_refundable_balance")
+    assert [m["tool"] for m in early.mutations].count("create_refund_request") == 1
 
 
 def test_case_parser_names_the_bad_line() -> None:
@@ -255,8 +271,11 @@ def test_shadow_eval_reports_agreement_and_changes_nothing() -> None:
 def test_compare_flags_a_loosened_policy_as_a_regression(tmp_path: Path) -> None:
     policy = get_workflow("support").policy_path.read_text("utf-8")
     loose = tmp_path / "loose.toml"
+    # Both rules that hold a refund over $50.00 (one call, and the order's total) loosen.
     loose.write_text(policy.replace('when = "args.amount_cents > 5000"',
-                                    'when = "args.amount_cents > 20000"'), "utf-8")
+                                    'when = "args.amount_cents > 20000"')
+                     .replace('args.amount_cents > 5000"', 'args.amount_cents > 20000"'),
+                     "utf-8")
     app, out = make_app(tmp_path / "home"), tmp_path / "reports"
     base = CliRunner().invoke(app, ["eval", "--limit", "24", "--jobs", "2", "--out", str(out),
                                     "--workflow-version", "base"])

@@ -4,6 +4,7 @@ the run's tenant."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from graph.models import EVIDENCE_MARK, ScriptedChatModel, extract_block
 from graph.state import InputState, Ticket, usage_delta
 from graph.workflows import get_workflow
 from tools.base import ToolContext, ToolSpec
+from tools.ledger import ensure_ledger
 from tools.support import build_support_db, open_support_db, support_registry
 from verifiers.gate import GateDecision, GateRequest, Usage, evaluate_gate
 from verifiers.policy import Policy, PolicyError, load_policy, parse_policy
@@ -80,6 +82,8 @@ class RuleCase:
     tier: str
     route: str
     tenant: str = "acme"
+    refunded_before: int = 0
+    """Cents already refunded on the call's order through the ledger (committed just now)."""
 
 
 RULE_CASES = [
@@ -115,6 +119,12 @@ RULE_CASES = [
              "CUS-0002", "TKT-1002", "handoff.green", "green", "verify"),
     RuleCase("globex small refund", "create_refund_request", refund("ORD-10011", 1250),
              "CUS-0041", "TKT-2001", "refund.small", "green", "verify", tenant="globex"),
+    RuleCase("small refund after another on the order", "create_refund_request",
+             refund("ORD-10048", 4900), "CUS-0025", "TKT-1002", "refund.cumulative_on_order",
+             "yellow", "verify", refunded_before=4900),
+    RuleCase("small refunds up to $50 on the order", "create_refund_request",
+             refund("ORD-10048", 100), "CUS-0025", "TKT-1002", "refund.small", "green",
+             "verify", refunded_before=4900),
 ]
 
 
@@ -124,8 +134,18 @@ def test_every_policy_rule_has_a_case() -> None:
 
 @pytest.mark.parametrize("case", RULE_CASES, ids=[c.name for c in RULE_CASES])
 def test_policy_rule(db: sqlite3.Connection, case: RuleCase) -> None:
-    decision = evaluate_gate(request(db, case.tool, case.args, customer=case.customer,
-                                     ticket=case.ticket, tenant=case.tenant))
+    if case.refunded_before:
+        ensure_ledger(db)
+        db.execute("INSERT INTO mutation_ledger (key, run_id, step, tool, args, result, "
+                   "committed_at, tenant_id, customer_id) VALUES ('k', 'run-x', 1, "
+                   "'create_refund_request', ?, '{}', ?, ?, ?)",
+                   (json.dumps({**case.args, "amount_cents": case.refunded_before}),
+                    time.time(), case.tenant, case.customer))
+    try:
+        decision = evaluate_gate(request(db, case.tool, case.args, customer=case.customer,
+                                         ticket=case.ticket, tenant=case.tenant))
+    finally:
+        db.rollback()
     assert (decision["rule_id"], decision["tier"], decision["route"]) == \
         (case.rule_id, case.tier, case.route), decision
     rule = POLICY.rule(case.rule_id)

@@ -121,6 +121,11 @@ class ToolRegistry:
     def names(self) -> list[str]:
         return sorted(self._specs)
 
+    def argument_names(self) -> dict[str, frozenset[str]]:
+        """Each tool's argument names, for checking a policy that refers to them."""
+        return {name: frozenset(spec.input_model.model_fields)
+                for name, spec in self._specs.items()}
+
     def __iter__(self) -> Iterator[ToolSpec]:
         return iter(self._specs.values())
 

@@ -5,6 +5,11 @@ exactly-once must come from here. `commit_once` opens an IMMEDIATE transaction o
 database, returns the recorded result when the key is already there, and otherwise runs the
 tool and inserts the key before committing. A crash before the commit leaves neither the
 effect nor the key; a crash after it leaves both.
+
+Verify at commit: `commit_once(checks=...)` runs the caller's checks inside that transaction,
+after the write lock is taken and before the effect, so they read the database as it is when
+the effect lands (another process's refund committed a moment ago included). A check that
+refuses raises `CommitRefused` and nothing is written.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,9 +32,16 @@ CREATE TABLE IF NOT EXISTS mutation_ledger (
     tool TEXT NOT NULL,
     args TEXT NOT NULL,
     result TEXT NOT NULL,
-    committed_at REAL NOT NULL
+    committed_at REAL NOT NULL,
+    tenant_id TEXT,
+    customer_id TEXT
 )
 """
+LEDGER_INDEX = ("CREATE INDEX IF NOT EXISTS mutation_ledger_scope"
+                " ON mutation_ledger (tenant_id, tool, committed_at)")
+SCOPE_COLUMNS = ("tenant_id", "customer_id")
+"""Who a mutation was made for: what cumulative limits (verifiers.aggregates) group by.
+Added to ledgers created before them; rows from then have NULL there."""
 
 
 def canonical_json(value: Any) -> str:
@@ -50,6 +62,19 @@ def idempotency_key(run_id: str, step: int, tool: str, args: dict[str, Any]) -> 
     return hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
+Refusal = tuple[str, str]
+"""(rule_id, reason) of a check that refused a mutation at commit."""
+
+
+class CommitRefused(Exception):
+    """A check run inside the commit transaction refused the mutation; nothing was written."""
+
+    def __init__(self, rule_id: str, reason: str) -> None:
+        super().__init__(f"{rule_id}: {reason}")
+        self.rule_id = rule_id
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class LedgerOutcome:
     """What commit_once did."""
@@ -66,6 +91,15 @@ def ensure_ledger(conn: sqlite3.Connection) -> None:
                           " AND name = 'mutation_ledger'").fetchone()
     if exists is None:
         conn.execute(LEDGER_SCHEMA)
+        conn.execute(LEDGER_INDEX)
+        conn.commit()
+        return
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(mutation_ledger)")}
+    missing = [c for c in SCOPE_COLUMNS if c not in columns]
+    for column in missing:
+        conn.execute(f"ALTER TABLE mutation_ledger ADD COLUMN {column} TEXT")
+    if missing:
+        conn.execute(LEDGER_INDEX)
         conn.commit()
 
 
@@ -77,9 +111,14 @@ def recorded(conn: sqlite3.Connection, key: str) -> dict[str, Any] | None:
 def commit_once(conn: sqlite3.Connection, *, key: str, run_id: str, step: int, tool: str,
                 args: dict[str, Any], apply: Callable[[], BaseModel],
                 clock: Callable[[], float] = time.time,
-                before_commit: Callable[[], None] | None = None) -> LedgerOutcome:
+                before_commit: Callable[[], None] | None = None,
+                checks: Callable[[], Refusal | None] | None = None,
+                tenant_id: str | None = None, customer_id: str | None = None) -> LedgerOutcome:
     """Apply a mutation at most once per key. Exceptions from `apply` roll everything back.
 
+    `checks` runs inside the transaction, before the effect (never for a replayed key: that
+    mutation already passed them when it committed); a refusal it returns rolls back and
+    raises CommitRefused. `tenant_id` / `customer_id` are recorded with the key.
     `before_commit` is a fault-injection seam: it runs after the effect and the key are written
     and before COMMIT, so tests can kill the process at the worst moment.
     """
@@ -92,11 +131,15 @@ def commit_once(conn: sqlite3.Connection, *, key: str, run_id: str, step: int, t
         if previous is not None:
             conn.rollback()
             return LedgerOutcome(previous, replayed=True)
+        refusal = checks() if checks is not None else None
+        if refusal is not None:
+            raise CommitRefused(*refusal)  # rolled back below
         result = apply().model_dump(mode="json")
         conn.execute(
-            "INSERT INTO mutation_ledger (key, run_id, step, tool, args, result, committed_at)"
-            " VALUES (?,?,?,?,?,?,?)",
-            (key, run_id, step, tool, canonical_json(args), canonical_json(result), clock()),
+            "INSERT INTO mutation_ledger (key, run_id, step, tool, args, result, committed_at,"
+            " tenant_id, customer_id) VALUES (?,?,?,?,?,?,?,?,?)",
+            (key, run_id, step, tool, canonical_json(args), canonical_json(result), clock(),
+             tenant_id, customer_id),
         )
         if before_commit is not None:
             before_commit()
@@ -105,3 +148,35 @@ def commit_once(conn: sqlite3.Connection, *, key: str, run_id: str, step: int, t
     except BaseException:
         conn.rollback()
         raise
+
+
+def committed_total(conn: sqlite3.Connection, *, tools: Sequence[str], tenant_id: str,
+                    since: float | None = None, customer_id: str | None = None,
+                    same_args: Mapping[str, Any] | None = None,
+                    sum_arg: str | None = None) -> int:
+    """Sum of argument `sum_arg` (or the count, when None) over the tenant's committed
+    mutations of `tools`, optionally only those for `customer_id`, those whose arguments
+    equal `same_args`, and those committed at or after `since`. Read in the caller's
+    transaction, so at commit it sees every mutation committed before this one."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'"
+                    " AND name = 'mutation_ledger'").fetchone() is None:
+        return 0  # commit_once creates the ledger with its first mutation: none yet
+    # Argument names are JSON paths here: only identifiers (verifiers.policy checks them).
+    for name in (*(same_args or {}), *([sum_arg] if sum_arg else [])):
+        if not name.isidentifier():
+            raise ValueError(f"not an argument name: {name!r}")
+    measure = (f"COALESCE(SUM(json_extract(args, '$.{sum_arg}')), 0)" if sum_arg
+               else "COUNT(*)")
+    sql = [f"SELECT {measure} FROM mutation_ledger WHERE tenant_id = ?",
+           f"AND tool IN ({', '.join('?' * len(tools))})"]
+    params: list[Any] = [tenant_id, *tools]
+    if customer_id is not None:
+        sql.append("AND customer_id = ?")
+        params.append(customer_id)
+    if since is not None:
+        sql.append("AND committed_at >= ?")
+        params.append(since)
+    for name, value in (same_args or {}).items():
+        sql.append(f"AND json_extract(args, '$.{name}') = ?")
+        params.append(value)
+    return int(conn.execute(" ".join(sql), params).fetchone()[0])

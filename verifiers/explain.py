@@ -19,8 +19,8 @@ from langgraph.types import StateSnapshot
 
 from verifiers.policy import Policy
 
-Kind = Literal["gate", "invariant", "model_check", "approval", "waiting", "execute",
-               "postcheck", "stop"]
+Kind = Literal["gate", "invariant", "model_check", "approval", "waiting", "commit_check",
+               "execute", "postcheck", "stop"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class Finding:
     kind: Kind
     verdict: str
     """gate: green/yellow/red; checks: pass/fail; approval: approve/reject/edit/refused;
+    commit_check (verify at commit, inside the ledger's transaction): pass/fail;
     execute: ok/error/blocked; postcheck: pass/fail; stop: the run's outcome."""
     rule_id: str
     reason: str
@@ -54,6 +55,7 @@ class StepExplanation:
         approvals = [f for f in self.findings if f.kind == "approval"]
         failed = [f for f in self.findings if f.kind in ("invariant", "model_check")
                   and f.verdict == "fail"]
+        refused = [f for f in self.findings if f.kind == "commit_check" and f.verdict == "fail"]
         executed = [f for f in self.findings if f.kind == "execute"]
         last_gate = gates[-1] if gates else None
         by_gate = f"gate rule {last_gate.rule_id}" if last_gate else "no gate decision"
@@ -68,6 +70,8 @@ class StepExplanation:
             return approvals[-1].reason
         if self.findings and self.findings[-1].kind == "waiting":
             return f"held by {by_gate}; waiting for a human decision"
+        if refused:
+            return f"blocked at commit by {refused[0].rule_id} (nothing committed)"
         if executed:
             ran = executed[-1]
             if ran.verdict == "blocked":
@@ -169,7 +173,11 @@ def explain_history(run_id: str, snapshots: Iterable[StateSnapshot],
                 step.args, step.origin = writes["proposal"]["args"], "human_edit"
         elif node == "approve" and writes.get("outcome"):
             note(Finding("approval", "refused", "approval", writes.get("reason") or ""))
-        elif node == "execute" and writes.get("last_call"):
+        if node == "execute":
+            for check in writes.get("commit_checks") or ():
+                note(Finding("commit_check", "pass" if check["ok"] else "fail",
+                             check["rule_id"], check["reason"]))
+        if node == "execute" and writes.get("last_call"):
             call = writes["last_call"]
             note(Finding("execute", "error" if call["error"] else "ok", call["tool"],
                          call["error"] or _result_summary(call["result"]),
@@ -209,6 +217,8 @@ def _gate_finding(gate: dict[str, Any], policy: Policy | None) -> Finding:
     detail: dict[str, Any] = {"route": gate["route"], "policy_version": gate["policy_version"]}
     if gate.get("errors"):
         detail["errors"] = gate["errors"]
+    if gate.get("aggregates"):
+        detail["aggregates"] = gate["aggregates"]
     rule = policy.rule(gate["rule_id"]) if policy is not None else None
     if rule is not None and policy is not None and gate.get("policy_digest") == policy.digest:
         detail["rule_line"] = rule.line
@@ -272,6 +282,8 @@ def _render_finding(f: Finding) -> list[str]:
                f"(policy {d['policy_version']}) -> {d['route']}",
                f"              {f.reason}"]
         out += [f"              schema: {e}" for e in d.get("errors", [])]
+        out += [f"              aggregate {name} = {value}"
+                for name, value in d.get("aggregates", {}).items()]
         return out
     if f.kind in ("invariant", "model_check"):
         label = "invariant" if f.kind == "invariant" else "model check"
@@ -286,6 +298,8 @@ def _render_finding(f: Finding) -> list[str]:
         return out
     if f.kind == "waiting":
         return ["  approval    pending waiting for a human decision"]
+    if f.kind == "commit_check":
+        return [f"  at commit   {f.verdict:<7} {f.rule_id}: {f.reason}"]
     if f.kind == "execute":
         return [f"  execute     {f.verdict:<7} {f.reason}"]
     if f.kind == "postcheck":

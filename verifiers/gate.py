@@ -8,6 +8,7 @@ budgets, then the policy's tier rules. Every decision carries a rule id and a re
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, TypedDict
@@ -15,8 +16,9 @@ from typing import Any, Literal, NotRequired, TypedDict
 from pydantic import BaseModel, ValidationError
 
 from tools.base import ToolContext, ToolRegistry, validation_summary
+from verifiers.aggregates import AggregateValues
 from verifiers.expr import ExprError
-from verifiers.policy import Policy, Tier
+from verifiers.policy import AGGREGATES, Policy, Tier
 
 GateRoute = Literal["execute", "verify", "block"]
 FactsFn = Callable[[ToolContext, str, BaseModel], Mapping[str, Any]]
@@ -48,6 +50,8 @@ class GateDecision(TypedDict):
     errors: NotRequired[list[str]]
     approver_roles: NotRequired[list[str]]
     """For a held (yellow) call: the roles that may approve it; absent means any role."""
+    aggregates: NotRequired[dict[str, int]]
+    """The policy aggregates the tier rules read while deciding, by name."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,8 @@ class GateRequest:
     tool_ctx: ToolContext
     facts: FactsFn | None = None
     """Workflow-provided facts for rule conditions (e.g. the customer's flags)."""
+    now: float | None = None
+    """The time aggregate windows end at (the run's clock); None: the wall clock."""
 
 
 def _block(rule_id: str, reason: str, version: str,
@@ -144,11 +150,34 @@ def _evaluate(req: GateRequest, version: str) -> GateDecision:
     if breach:
         return _block(*breach, version)
 
-    facts = dict(req.facts(req.tool_ctx, req.tool, parsed)) if req.facts else {}
-    names = {"args": parsed.model_dump(), "usage": dict(req.usage), "tool": req.tool,
-             "customer": facts.get("customer", {}), "ticket": facts.get("ticket", {})}
+    return decide_tier(policy, req.tool, parsed, mutates=spec.mutates, usage=req.usage,
+                       tool_ctx=req.tool_ctx, facts=req.facts,
+                       now=time.time() if req.now is None else req.now)
+
+
+def decide_tier(policy: Policy, tool: str, parsed: BaseModel, *, mutates: bool, usage: Usage,
+                tool_ctx: ToolContext, facts: FactsFn | None, now: float) -> GateDecision:
+    """The policy's tier rules, in file order, over the call and the facts as `tool_ctx`'s
+    connection sees them now; the first matching rule decides, none matching blocks. Used by
+    the gate and again inside the commit transaction (graph.commit_checks)."""
+    version = policy.version
+    found = dict(facts(tool_ctx, tool, parsed)) if facts else {}
+    args = parsed.model_dump()
+    aggregates = AggregateValues(policy.aggregates, tool_ctx.conn, tenant_id=tool_ctx.tenant_id,
+                                 customer_id=tool_ctx.customer_id, args=args, now=now)
+    names = {"args": args, "usage": dict(usage), "tool": tool,
+             "customer": found.get("customer", {}), "ticket": found.get("ticket", {}),
+             AGGREGATES: aggregates}
+    decision = _first_rule(policy, tool, names, mutates, version)
+    if aggregates.read:
+        decision["aggregates"] = dict(aggregates.read)
+    return decision
+
+
+def _first_rule(policy: Policy, tool: str, names: Mapping[str, Any], mutates: bool,
+                version: str) -> GateDecision:
     for rule in policy.rules:
-        if not rule.applies_to(req.tool):
+        if not rule.applies_to(tool):
             continue
         try:
             matched = rule.condition.evaluate(names) if rule.condition else True
@@ -159,10 +188,10 @@ def _evaluate(req: GateRequest, version: str) -> GateDecision:
         if rule.tier == "red":
             return GateDecision(route="block", tier="red", rule_id=rule.id, reason=rule.reason,
                                 policy_version=version)
-        route: GateRoute = "execute" if rule.tier == "green" and not spec.mutates else "verify"
+        route: GateRoute = "execute" if rule.tier == "green" and not mutates else "verify"
         decision = GateDecision(route=route, tier=rule.tier, rule_id=rule.id, reason=rule.reason,
                                 policy_version=version)
         if rule.tier == "yellow" and rule.approver_roles:
             decision["approver_roles"] = list(rule.approver_roles)
         return decision
-    return _block("policy.no_rule", f"no policy rule covers {req.tool}", version)
+    return _block("policy.no_rule", f"no policy rule covers {tool}", version)

@@ -8,19 +8,24 @@ condition match decides. A call that no rule matches is red: the policy fails cl
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from verifiers.aggregates import AGGREGATE_SCOPES, Aggregate, parse_window
 from verifiers.expr import Condition, ExprError
 
 Tier = Literal["green", "yellow", "red"]
-CONDITION_NAMES = frozenset({"args", "customer", "ticket", "usage", "tool"})
+AGGREGATES = "aggregates"
+"""The condition namespace of the policy's aggregates of committed mutations."""
+CONDITION_NAMES = frozenset({"args", "customer", "ticket", "usage", "tool", AGGREGATES})
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,14 @@ class _ApprovalModel(BaseModel):
     distinct_from_requester_role: bool = False
 
 
+class _AggregateModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+    tools: list[str] = Field(min_length=1)
+    sum_arg: str | None = Field(default=None, alias="sum", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    per: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    window: str | None = None
+
+
 class _PolicyModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     workflow: str = Field(min_length=1)
@@ -87,6 +100,7 @@ class _PolicyModel(BaseModel):
     approvers: dict[str, list[Annotated[str, Field(min_length=1)]]] = Field(min_length=1)
     rules: list[_RuleModel] = Field(min_length=1)
     approval: _ApprovalModel = Field(default_factory=_ApprovalModel)
+    aggregates: dict[str, _AggregateModel] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -98,7 +112,7 @@ class Rule:
     tools: tuple[str, ...]
     """Tool names the rule applies to; "*" matches every tool."""
     condition: Condition | None
-    """Optional condition over args, customer, ticket, usage, tool."""
+    """Optional condition over args, customer, ticket, usage, tool, aggregates."""
     tier: Tier
     """The tier the rule assigns when it matches."""
     reason: str
@@ -143,6 +157,8 @@ class Policy:
     distinct_from_requester_role: bool = False
     """`[approval] distinct_from_requester_role`: an approver must act in a role other than
     the one the run's requester holds (segregation of duties)."""
+    aggregates: dict[str, Aggregate] = field(default_factory=dict)
+    """`[aggregates.<name>]`: sums or counts of committed mutations conditions may read."""
 
     def roles_of(self, identity: str) -> list[str]:
         """The approver roles `identity` holds (matched case-insensitively), in file order."""
@@ -206,9 +222,11 @@ def _locate(lines: dict[tuple[str | int, ...], int], loc: tuple[str | int, ...])
 
 
 def parse_policy(text: str, *, source: str = "<policy>",
-                 known_tools: set[str] | None = None) -> Policy:
+                 known_tools: set[str] | None = None,
+                 tool_args: Mapping[str, frozenset[str]] | None = None) -> Policy:
     """Parse and validate policy text; raises PolicyError listing every problem, each with
-    its line."""
+    its line. `tool_args` (tool -> its argument names), when given, checks the arguments
+    aggregates sum and group by."""
 
     try:
         raw: dict[str, Any] = tomllib.loads(text)
@@ -232,6 +250,7 @@ def parse_policy(text: str, *, source: str = "<policy>",
         raise PolicyError(issues[0].message, path=source, issues=issues) from None
 
     issues = []
+    aggregates = _aggregates(model, lines, issues, tool_args)
     rules: list[Rule] = []
     seen: dict[str, int] = {}
     for index, rule in enumerate(model.rules):
@@ -256,11 +275,15 @@ def parse_policy(text: str, *, source: str = "<policy>",
                                       "rules"))
         condition = None
         if rule.when:
+            when_line = _locate(lines, ("rules", index, "when"))
             try:
                 condition = Condition(rule.when, CONDITION_NAMES)
             except ExprError as exc:
-                issues.append(PolicyIssue(_locate(lines, ("rules", index, "when")),
-                                          f"rule {rule.id!r}: {exc}"))
+                issues.append(PolicyIssue(when_line, f"rule {rule.id!r}: {exc}"))
+            else:
+                issues.extend(PolicyIssue(when_line, f"rule {rule.id!r}: {problem}")
+                              for problem in _aggregate_references(rule.when,
+                                                                     set(model.aggregates)))
         rules.append(Rule(rule.id, tuple(rule.tools), condition, rule.tier, rule.reason, line,
                           tuple(rule.approvers or ())))
     if known_tools is not None:
@@ -282,10 +305,66 @@ def parse_policy(text: str, *, source: str = "<policy>",
         source=source,
         digest=hashlib.sha256(text.encode()).hexdigest(),
         distinct_from_requester_role=model.approval.distinct_from_requester_role,
+        aggregates=aggregates,
     )
 
 
-def load_policy(path: str | Path, *, known_tools: set[str] | None = None) -> Policy:
+def _aggregates(model: _PolicyModel, lines: dict[tuple[str | int, ...], int],
+                issues: list[PolicyIssue],
+                tool_args: Mapping[str, frozenset[str]] | None) -> dict[str, Aggregate]:
+    """The declared aggregates; a problem with one is added to `issues` with its line."""
+    out: dict[str, Aggregate] = {}
+    for name, spec in model.aggregates.items():
+        line = _locate(lines, (AGGREGATES, name))
+        problems: list[tuple[int, str]] = []
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            problems.append((line, f"aggregate {name!r}: a name is lower-case letters, digits "
+                                   "and underscores, starting with a letter"))
+        for tool in spec.tools:
+            if tool not in model.allowed_tools:
+                problems.append((_locate(lines, (AGGREGATES, name, "tools")),
+                                 f"aggregate {name!r} names tool {tool!r} that is not in "
+                                 "allowed_tools"))
+        needed = [(key, arg) for key, arg in (("sum", spec.sum_arg), ("per", spec.per))
+                  if arg is not None and not (key == "per" and arg in AGGREGATE_SCOPES)]
+        for key, arg in needed:
+            for tool in spec.tools:
+                if tool_args is not None and tool in tool_args and arg not in tool_args[tool]:
+                    problems.append((_locate(lines, (AGGREGATES, name, key)),
+                                     f"aggregate {name!r}: {key} = {arg!r} is not an argument "
+                                     f"of {tool}"))
+        window_s = None
+        if spec.window is not None:
+            try:
+                window_s = parse_window(spec.window)
+            except ValueError as exc:
+                problems.append((_locate(lines, (AGGREGATES, name, "window")),
+                                 f"aggregate {name!r}: {exc}"))
+        issues.extend(PolicyIssue(at, message) for at, message in problems)
+        if not problems:
+            out[name] = Aggregate(name, tuple(spec.tools), spec.sum_arg, spec.per, window_s,
+                                  line)
+    return out
+
+
+def _aggregate_references(source: str, declared: set[str]) -> list[str]:
+    """Problems with how a condition uses `aggregates`: only as `aggregates.<declared name>`."""
+    problems: list[str] = []
+    tree = ast.parse(source.strip(), mode="eval")  # Condition() parsed it already
+    used = {id(n.value) for n in ast.walk(tree)
+            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                and node.value.id == AGGREGATES and node.attr not in declared:
+            known = ", ".join(sorted(declared)) or "none are declared"
+            problems.append(f"unknown aggregate {node.attr!r} (declared: {known})")
+        elif isinstance(node, ast.Name) and node.id == AGGREGATES and id(node) not in used:
+            problems.append("use an aggregate by name: aggregates.<name>")
+    return problems
+
+
+def load_policy(path: str | Path, *, known_tools: set[str] | None = None,
+                tool_args: Mapping[str, frozenset[str]] | None = None) -> Policy:
     """Load a policy file; raises PolicyError (one line) when it is missing or invalid."""
     p = Path(path)
     try:
@@ -294,4 +373,4 @@ def load_policy(path: str | Path, *, known_tools: set[str] | None = None) -> Pol
         raise PolicyError("policy file not found", path=str(p)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError(f"cannot read policy file: {exc}", path=str(p)) from None
-    return parse_policy(text, source=str(p), known_tools=known_tools)
+    return parse_policy(text, source=str(p), known_tools=known_tools, tool_args=tool_args)

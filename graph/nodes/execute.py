@@ -2,8 +2,11 @@
 
 A mutation runs only after the gate and the verifier passed it (and a human approved it when
 the gate held it), only while no kill switch is set, and through the idempotency ledger, so a
-retry, a resume or a replay never applies it twice. Transient tool failures are retried with
-backoff within the policy's retry budget. Tool latency is measured apart from model latency.
+retry, a resume or a replay never applies it twice. Inside the ledger's transaction the
+invariants and the tier rules run again against the database as it is then
+(graph.commit_checks); one that fails there blocks the run and nothing commits. Transient
+tool failures are retried with backoff within the policy's retry budget. Tool latency is
+measured apart from model latency.
 """
 
 from __future__ import annotations
@@ -14,10 +17,17 @@ from typing import Any
 from langgraph.runtime import Runtime
 from pydantic import ValidationError
 
+from graph.commit_checks import COMMIT_PREFIX, commit_checks
 from graph.context import RunContext
-from graph.state import AgentState, Evidence, Proposal, usage_delta
+from graph.state import AgentState, Evidence, Proposal, RuleCheck, usage_delta
 from tools.base import ToolError, TransientToolError, validation_summary
-from tools.ledger import call_digest, canonical_json, commit_once, idempotency_key
+from tools.ledger import (
+    CommitRefused,
+    call_digest,
+    canonical_json,
+    commit_once,
+    idempotency_key,
+)
 
 
 def _authorized(state: AgentState, proposal: Proposal) -> str | None:
@@ -62,6 +72,8 @@ def execute(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     budget = ctx.policy.budgets.retries if ctx.policy else 0
     retries_left = max(0, budget - state["usage"]["retries"])
     attempts, result, error, replayed, exhausted = 0, None, None, False, False
+    checked: list[RuleCheck] = []
+    refused: CommitRefused | None = None
     # Crash-test seams (checkpoints.faults): kill points just before and just after COMMIT.
     before_hook = getattr(ctx.faults, "before_commit", None)
     after_hook = getattr(ctx.faults, "after_commit", None)
@@ -73,7 +85,9 @@ def execute(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
                     ctx.db, key=key, run_id=run_id, step=step, tool=tool, args=args,
                     apply=lambda: spec.run(tool_ctx, parsed), clock=ctx.clock,
                     before_commit=(lambda: before_hook(run_id, step, tool))
-                    if before_hook else None)
+                    if before_hook else None,
+                    checks=commit_checks(ctx, state, tool, parsed, args, checked),
+                    tenant_id=tool_ctx.tenant_id, customer_id=tool_ctx.customer_id)
                 result, replayed = outcome.result, outcome.replayed
                 if after_hook is not None:
                     after_hook(run_id, step, tool)
@@ -90,7 +104,19 @@ def execute(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         except ToolError as exc:
             error = str(exc)
             break
+        except CommitRefused as exc:
+            refused = exc
+            break
     latency = time.perf_counter() - started
+    if checked and ctx.recorder is not None:
+        for c in checked:
+            ctx.recorder.decision(run_id, f"verify_commit:{key}:{c['rule_id']}", step=step,
+                                  kind="verify_commit", verdict="pass" if c["ok"] else "fail",
+                                  rule_id=c["rule_id"], reason=c["reason"])
+    if refused is not None:
+        return {"outcome": "blocked", "commit_checks": checked,
+                "reason": f"{COMMIT_PREFIX}: {refused.rule_id}: {refused.reason}",
+                "first_warning_at": state.get("first_warning_at") or ctx.clock()}
 
     valid = True
     if result is not None:
@@ -109,6 +135,8 @@ def execute(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         "last_call": entry,
         "usage": usage_delta(tool_calls=1, retries=attempts),
     }
+    if checked:
+        update["commit_checks"] = checked
     if spec.mutates and error is None:
         update["mutations"] = state.get("mutations", 0) + 1
     if exhausted or not valid:

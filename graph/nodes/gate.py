@@ -29,6 +29,7 @@ def gate(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         registry=ctx.registry,
         tool_ctx=ctx.tool_ctx(state["ticket"]),
         facts=ctx.workflow.facts,
+        now=ctx.clock(),
     ))
     decision["call_digest"] = call_digest(proposal["tool"], proposal["args"])
     if ctx.recorder is not None:
