@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from graph.errors import RunBusy, RunNotFound, SignoffError
+from graph.identity import normalize_identity
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -216,9 +217,10 @@ class RunStore:
     # Kill switches ------------------------------------------------------------------------
 
     def set_kill(self, scope: str, *, by: str, reason: str) -> None:
+        """Set (or replace) the kill switch for `scope`; `by` is stored normalised."""
         self.conn.execute(
             "INSERT OR REPLACE INTO kill_switches (scope, set_by, reason, set_at) VALUES (?,?,?,?)",
-            (scope, by, reason, self.clock()))
+            (scope, normalize_identity(by), reason, self.clock()))
 
     def clear_kill(self, scope: str) -> bool:
         return self.conn.execute("DELETE FROM kill_switches WHERE scope = ?", (scope,)).rowcount > 0

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from checkpoints.runs import RunRecord, holder_is_dead
 from graph.approvals import check_decision
@@ -35,7 +36,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="signoff: run LLM agents under a policy gate, a verifier and human "
                        "approval, checkpointed to SQLite.")
 # Piped output (CI logs, README captures) gets a fixed, readable width instead of rich's 80.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+# markup=False: a subject, reason or argument holding `[/]` is text, never rich markup; the
+# few styled words are built as Text below.
+out = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 120)
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEMO_REQUESTER = "demo-operator@signoff.local"
@@ -102,8 +105,8 @@ def command_name() -> str:
 
 def print_result(result: RunResult) -> None:
     colour = {"resolved": "green", "waiting_approval": "yellow"}.get(result.status, "red")
-    out.print(f"run {result.run_id}: [{colour}]{result.status}[/] "
-              f"({result.mutations} mutation(s)) - {result.reason or ''}")
+    out.print(Text.assemble(f"run {result.run_id}: ", (result.status, colour),
+                            f" ({result.mutations} mutation(s)) - {result.reason or ''}"))
     if result.status == "waiting_approval" and result.pending:
         proposal = result.pending.get("proposal") or {}
         out.print(f"  held: {proposal.get('tool')} {json.dumps(proposal.get('args'))}")
@@ -116,13 +119,13 @@ def _demo_approver(policy: Policy | None, record: RunRecord, tenant_id: str) -> 
     on this run, for the printed approve command."""
     if policy is None:
         return "APPROVER"
-    members = [m for role in policy.approvers.values() for m in role]
-    ordered = sorted(members, key=lambda m: not m.endswith(f"@{tenant_id}.example"))
+    ordered = policy.members()
     held_gate = (record.pending or {}).get("gate") or {}
     for member in ordered:
         try:
             check_decision({"action": "approve", "by": member}, requester=record.requester,
-                           policy=policy, requester_role=record.requester_role,
+                           policy=policy, tenant_id=tenant_id,
+                           requester_role=record.requester_role,
                            required_roles=held_gate.get("approver_roles"))
         except BadDecision:
             continue
@@ -141,8 +144,8 @@ def demo(workflow: str = typer.Option("support", help="Workflow whose sample tic
     wf = get_workflow(workflow)
     runner = make_runner()
     runner.ensure_domain_db(wf, reset=True)
-    out.print(f"signoff demo: workflow [bold]{wf.name}[/] {wf.version}, data in "
-              f"{runner.home.root} (sample database reset)")
+    out.print(Text.assemble("signoff demo: workflow ", (wf.name, "bold"),
+                            f" {wf.version}, data in {runner.home.root} (sample database reset)"))
     table = Table(show_lines=False)
     for column in ("ticket", "tenant", "outcome", "mutations", "run"):
         table.add_column(column, no_wrap=True)
@@ -151,7 +154,7 @@ def demo(workflow: str = typer.Option("support", help="Workflow whose sample tic
     for ticket in wf.sample_tickets():
         result = runner.start(wf.name, ticket, requester=DEMO_REQUESTER)
         colour = {"resolved": "green", "waiting_approval": "yellow"}.get(result.status, "red")
-        table.add_row(ticket.ticket_id, ticket.tenant_id, f"[{colour}]{result.status}[/]",
+        table.add_row(ticket.ticket_id, ticket.tenant_id, Text(result.status, style=colour),
                       str(result.mutations), result.run_id, result.reason or "")
         if result.status == "waiting_approval":
             waiting.append((result, ticket))
@@ -226,7 +229,7 @@ def status(run_id: str = typer.Argument(..., help="The run id.")) -> None:
     r = runner.status(run_id)
     out.print(f"run {r.run_id} ({r.workflow} {r.workflow_version}, ticket {r.ticket_id}, "
               f"tenant {r.tenant_id}, started by {r.requester})")
-    out.print(f"status: [bold]{r.status}[/]")
+    out.print(Text.assemble("status: ", (r.status, "bold")))
     if r.reason:
         out.print(f"why: {r.reason}")
     if r.pending:

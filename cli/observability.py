@@ -103,7 +103,7 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
                 _when(row["started_at"]),
                 cost,
             )
-        Console().print(table)
+        Console(markup=False).print(table)
         typer.echo(f"{len(rows)} run(s)")
 
     @app.command("report")
@@ -125,7 +125,7 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
         if as_json:
             typer.echo(json.dumps(dataclasses.asdict(result), sort_keys=True))
             return
-        Console().print(render_report(result))
+        Console(markup=False).print(render_report(result))
 
     audit = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
     app.add_typer(audit, name="audit")

@@ -219,8 +219,8 @@ def check_safety(policy: Policy, workflow: Workflow) -> list[Item]:
                       "no mutating tool has a yellow or red rule" if not tiered else
                       f"{len(policy.rules)} rules; tiered mutating tools: {', '.join(tiered)}"))
     needs = any(r.tier == "yellow" for r in policy.rules)
-    people = {m for members in policy.approvers.values() for m in members if "@" in m}
-    empty = sorted(role for role, members in policy.approvers.items() if not members)
+    people = {m for m in policy.members() if "@" in m}
+    empty = sorted(role for role in policy.approvers if not policy.members(role))
     ok = (not needs or bool(people)) and not empty
     items.append(Item("safety", "approvers configured", ok,
                       f"roles without approvers: {', '.join(empty)}" if empty else

@@ -12,6 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from graph.errors import BadDecision
+from graph.identity import BadIdentity, normalize_identity, same_identity
+from graph.text import unreadable_text
 from tools.base import validation_summary
 from verifiers.policy import Policy
 
@@ -33,10 +35,30 @@ class Decision(BaseModel):
             raise ValueError("only an edit carries args")
         if self.action == "reject" and not self.reason.strip():
             raise ValueError("a rejection needs a reason")
+        problem = unreadable_text(self.reason)
+        if problem:
+            raise ValueError(f"the reason {problem}")
+        for name, value in _strings(self.args or {}):
+            problem = unreadable_text(value)
+            if problem:
+                raise ValueError(f"argument {name} {problem}")
         return self
 
 
-def check_decision(payload: Any, *, requester: str, policy: Policy | None,
+def _strings(value: Any, path: str = "") -> list[tuple[str, str]]:
+    """Every string inside an edit's arguments (keys included), with where it is."""
+    if isinstance(value, str):
+        return [(path or "value", value)]
+    if isinstance(value, dict):
+        return [pair for key, item in value.items()
+                for pair in [(f"{path}.{key}".lstrip("."), str(key)),
+                             *_strings(item, f"{path}.{key}".lstrip("."))]]
+    if isinstance(value, list):
+        return [pair for i, item in enumerate(value) for pair in _strings(item, f"{path}[{i}]")]
+    return []
+
+
+def check_decision(payload: Any, *, requester: str, policy: Policy | None, tenant_id: str,
                    requester_role: str | None = None,
                    required_roles: Sequence[str] | None = None) -> tuple[Decision, str]:
     """Validate a decision and the approver's right to make it; returns (decision, role).
@@ -44,7 +66,9 @@ def check_decision(payload: Any, *, requester: str, policy: Policy | None,
     When the policy asks for `distinct_from_requester_role`, the approver must act in a role
     other than `requester_role`, and a run whose requester's role is unknown cannot be
     approved (fail closed). `required_roles` (from the gate rule that held the call) narrows
-    who may decide to members of those roles. Raises BadDecision with a one-line reason.
+    who may decide to members of those roles; approver lists are per tenant, so only those
+    listed for `tenant_id` (or for every tenant) may decide. The returned decision carries the
+    approver's normalised identity. Raises BadDecision with a one-line reason.
     """
     try:
         decision = Decision.model_validate(payload)
@@ -52,13 +76,17 @@ def check_decision(payload: Any, *, requester: str, policy: Policy | None,
         raise BadDecision(f"invalid decision: {validation_summary(exc)}") from None
     if policy is None:
         raise BadDecision("no valid policy is loaded, so no decision can be accepted")
-    if decision.by.strip().lower() == requester.strip().lower():
-        raise BadDecision(f"{decision.by} started this run and cannot decide on it")
-    roles = policy.roles_of(decision.by)
+    try:
+        decision = decision.model_copy(update={"by": normalize_identity(decision.by)})
+        if same_identity(decision.by, requester):
+            raise BadDecision(f"{decision.by} started this run and cannot decide on it")
+        roles = policy.roles_of(decision.by, tenant_id)
+    except BadIdentity as exc:
+        raise BadDecision(f"invalid approver: {exc}") from None
     if not roles:
         allowed = ", ".join(sorted(policy.approvers))
-        raise BadDecision(f"{decision.by} is not an approver in policy {policy.version} "
-                          f"(roles: {allowed})")
+        raise BadDecision(f"{decision.by} is not an approver in policy {policy.version} for "
+                          f"tenant {tenant_id}'s runs (roles: {allowed})")
     if required_roles:
         roles = [role for role in roles if role in required_roles]
         if not roles:

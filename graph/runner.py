@@ -29,9 +29,11 @@ from graph.approvals import check_decision
 from graph.context import Recorder, RunContext, SampleTicket, Workflow
 from graph.errors import BadDecision, NotWaiting, SignoffError
 from graph.factory import build_graph
+from graph.identity import BadIdentity, normalize_identity
 from graph.models import ModelSettings, make_chat_model, model_name_of
 from graph.observe import price_fn
 from graph.state import EVENTS, InputState, Ticket, usage_delta
+from graph.text import unreadable_text
 from graph.workflows import get_workflow
 from tools.base import ToolRegistry, validation_summary
 from tools.ledger import ensure_ledger
@@ -40,6 +42,7 @@ from verifiers.policy import Policy, PolicyError, load_policy
 
 LEASE_TTL_S = 120.0
 MAX_TICKET_CHARS = 20_000
+MAX_SUBJECT_CHARS = 200
 """Longest free-text ticket intake accepts, for every workflow."""
 SHADOW_STATUS = "recommended"
 """How a shadow run ends: at its first mutating proposal, recorded and never executed."""
@@ -228,6 +231,10 @@ class Runner:
     def start(self, workflow_name: str, ticket: SampleTicket, *, requester: str) -> RunResult:
         """Start a new run on `ticket` and drive it until it ends or waits for a human."""
         workflow = get_workflow(workflow_name)
+        try:
+            requester = normalize_identity(requester)
+        except BadIdentity as exc:
+            raise SignoffError(f"invalid requester: {exc}") from None
         self._models(workflow)  # an unusable or unpriced model is refused before the run exists
         policy, _ = self.load_policy(workflow)
         run_id = f"run-{uuid.uuid4().hex[:10]}"
@@ -250,10 +257,19 @@ class Runner:
         workflow = get_workflow(workflow_name)
         if workflow.intake is None:
             raise SignoffError(f"workflow {workflow.name} does not take free-text tickets")
+        for name, value in (("tenant", tenant_id), ("email", email), ("subject", subject),
+                            ("ticket text", body)):
+            problem = unreadable_text(value)
+            if problem:
+                raise SignoffError(f"the {name} {problem}")
         if not body.strip():
             raise SignoffError("the ticket text is empty")
         if len(body) > MAX_TICKET_CHARS:
             raise SignoffError(f"the ticket text is longer than {MAX_TICKET_CHARS} characters")
+        if len(subject) > MAX_SUBJECT_CHARS:
+            raise SignoffError(f"the subject is longer than {MAX_SUBJECT_CHARS} characters")
+        if any(ch in subject for ch in "\r\n"):
+            raise SignoffError("the subject must be one line")
         return workflow.intake(self._domain_db(workflow), tenant_id=tenant_id, email=email,
                                subject=subject, body=body)
 
@@ -291,6 +307,7 @@ class Runner:
                 raise BadDecision(f"cannot accept a decision: {policy_error}")
             held_gate = (record.pending or {}).get("gate") or {}
             decision, _ = check_decision(payload, requester=record.requester, policy=policy,
+                                         tenant_id=record.tenant_id,
                                          requester_role=record.requester_role,
                                          required_roles=held_gate.get("approver_roles"))
             if decision.action == "edit":
@@ -346,7 +363,7 @@ class Runner:
         db = self._domain_db(workflow)
         if workflow.requester_role is not None:
             return workflow.requester_role(db, requester, ticket)
-        roles = policy.roles_of(requester) if policy else []
+        roles = policy.roles_of(requester, ticket.tenant_id) if policy else []
         return roles[0] if roles else None
 
     def _models(self, workflow: Workflow) -> tuple[BaseChatModel, BaseChatModel]:

@@ -128,16 +128,17 @@ def test_distinct_role_policy_fails_closed_without_a_requester_role() -> None:
     policy = load_policy(ACCESS.policy_path)
     with pytest.raises(BadDecision, match="role is unknown"):
         check_decision({"action": "approve", "by": SECURITY}, requester=OPERATOR,
-                       policy=policy, requester_role=None)
+                       policy=policy, tenant_id="corp", requester_role=None)
     _, role = check_decision({"action": "approve", "by": SECURITY}, requester=OPERATOR,
-                             policy=policy, requester_role="engineer")
+                             policy=policy, tenant_id="corp", requester_role="engineer")
     assert role == "security"
 
 
 def test_support_policy_keeps_approving_without_a_requester_role() -> None:
     support = get_workflow("support")
     _, role = check_decision({"action": "approve", "by": "lead@acme.example"},
-                             requester=OPERATOR, policy=load_policy(support.policy_path))
+                             requester=OPERATOR, policy=load_policy(support.policy_path),
+                             tenant_id="acme")
     assert role == "support_lead"
 
 

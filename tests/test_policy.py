@@ -45,7 +45,7 @@ CASES = [
     # name, old, new, expected line, message fragment
     ("toml syntax", "money_usd = 0.50", "money_usd = 0.50 dollars", line_of("money_usd ="),
      "invalid TOML"),
-    ("missing version", 'version = "2026.12.1"', "", 1, "version: required key is missing"),
+    ("missing version", 'version = "2026.12.2"', "", 1, "version: required key is missing"),
     ("bad tier", 'tier = "yellow"', 'tier = "amber"', line_of('tier = "yellow"'),
      "rules.3.tier: Input should be 'green', 'yellow' or 'red'"),
     ("negative budget", "retries = 4 ", "retries = -1 ", line_of("retries = 4"),
@@ -107,7 +107,7 @@ def test_policy_check_reports_every_error(tmp_path: Path) -> None:
 def test_policy_check_accepts_the_shipped_policy() -> None:
     code, errors, out = check(SUPPORT.policy_path)
     assert code == 0 and errors == []
-    assert "ok - workflow support, version 2026.12.1, 8 rules, 6 tools allowed" in out
+    assert "ok - workflow support, version 2026.12.2, 8 rules, 6 tools allowed" in out
     assert "tools checked against workflow support" in out
 
 
@@ -131,7 +131,9 @@ def test_key_lines_map_pydantic_locations_to_lines() -> None:
     assert lines[("budgets", "money_usd")] == line_of("money_usd =")
     assert lines[("rules", 3)] == NEEDS_APPROVAL - 1
     assert lines[("rules", 3, "when")] == line_of("when =", NEEDS_APPROVAL)
-    assert lines[("approvers", "finance")] == line_of("finance =")
+    assert lines[("approvers", "finance")] == line_of("[approvers.finance]")
+    finance = line_of("[approvers.finance]")
+    assert lines[("approvers", "finance", "globex")] == line_of("globex =", finance)
 
 
 def test_rules_remember_their_line() -> None:
@@ -160,17 +162,17 @@ def test_explain_an_approved_run(runner: Runner, home: Path) -> None:
     refund_step = out.split("step 3:")[1].split("step 4:")[0]
     for expected in [
         "gate        yellow  rule refund.needs_approval [support.toml:",
-        "when args.amount_cents > 5000] (policy 2026.12.1) -> verify",
+        "when args.amount_cents > 5000] (policy 2026.12.2) -> verify",
         "invariant   pass    refund.order_of_customer:",
         "invariant   pass    refund.within_refundable_balance:",
         "invariant   pass    refund.status_allows:",
         "model check pass    model_check:scripted-support-checker:",
-        "approval    approve by lead@acme.example (role support_lead, policy 2026.12.1): "
+        "approval    approve by lead@acme.example (role support_lead, policy 2026.12.2): "
         "receipt checked",
         "execute     ok",
         "postcheck   pass",
         "=> executed (ok): allowed by gate rule refund.needs_approval, approved by "
-        "lead@acme.example (support_lead, policy 2026.12.1)",
+        "lead@acme.example (support_lead, policy 2026.12.2)",
     ]:
         assert expected in refund_step, (expected, refund_step)
     assert out.strip().splitlines()[-1].startswith("outcome: resolved (ended by finish)")
@@ -181,7 +183,7 @@ def test_explain_a_blocked_and_a_waiting_run(runner: Runner) -> None:
     code, out, _ = explain(blocked.run_id)
     assert code == 0
     assert "gate        red     rule refund.over_ceiling" in out
-    assert "=> blocked by gate rule refund.over_ceiling (policy 2026.12.1)" in out
+    assert "=> blocked by gate rule refund.over_ceiling (policy 2026.12.2)" in out
     assert "outcome: blocked (ended by fallback) - gate refund.over_ceiling" in out
 
     waiting = runner.start("support", sample("TKT-1002"), requester="ops@signoff.local")

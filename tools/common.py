@@ -6,7 +6,8 @@ from __future__ import annotations
 import functools
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,23 @@ def arg(args: Any, name: str) -> Any:
     if isinstance(args, Mapping):
         return args[name]
     return getattr(args, name)
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A transaction that holds the write lock from its first statement (BEGIN IMMEDIATE), so
+    a read-then-insert such as "next ticket id" cannot interleave with another process doing
+    the same: the second waits (the connection's busy timeout) and reads the first's row.
+    Commits on success, rolls back on any exception."""
+    if conn.in_transaction:
+        conn.rollback()  # never build on a transaction someone else left open
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
 
 
 def fail_closed(check: Callable[[ToolContext, Any], str | None]) -> ScopeFn:

@@ -19,10 +19,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from graph.identity import BadIdentity, normalize_identity
 from verifiers.aggregates import AGGREGATE_SCOPES, Aggregate, parse_window
 from verifiers.expr import Condition, ExprError
 
 Tier = Literal["green", "yellow", "red"]
+ALL_TENANTS = "*"
+"""The tenant key of an approver list that applies to every tenant."""
 AGGREGATES = "aggregates"
 """The condition namespace of the policy's aggregates of committed mutations."""
 CONDITION_NAMES = frozenset({"args", "customer", "ticket", "usage", "tool", AGGREGATES})
@@ -97,7 +100,8 @@ class _PolicyModel(BaseModel):
     version: str = Field(min_length=1)
     allowed_tools: list[str] = Field(min_length=1)
     budgets: _BudgetsModel
-    approvers: dict[str, list[Annotated[str, Field(min_length=1)]]] = Field(min_length=1)
+    approvers: dict[str, list[Annotated[str, Field(min_length=1)]]
+                    | dict[str, list[Annotated[str, Field(min_length=1)]]]] = Field(min_length=1)
     rules: list[_RuleModel] = Field(min_length=1)
     approval: _ApprovalModel = Field(default_factory=_ApprovalModel)
     aggregates: dict[str, _AggregateModel] = Field(default_factory=dict)
@@ -147,8 +151,9 @@ class Policy:
     version: str
     allowed_tools: frozenset[str]
     budgets: Budgets
-    approvers: dict[str, tuple[str, ...]]
-    """Approver role -> identities allowed to act in that role."""
+    approvers: dict[str, dict[str, tuple[str, ...]]]
+    """Approver role -> tenant (or "*" for every tenant) -> normalised identities allowed to
+    act in that role for that tenant's runs."""
     rules: tuple[Rule, ...]
     source: str = ""
     """Where it was loaded from."""
@@ -160,11 +165,24 @@ class Policy:
     aggregates: dict[str, Aggregate] = field(default_factory=dict)
     """`[aggregates.<name>]`: sums or counts of committed mutations conditions may read."""
 
-    def roles_of(self, identity: str) -> list[str]:
-        """The approver roles `identity` holds (matched case-insensitively), in file order."""
-        who = identity.strip().lower()
-        return [role for role, members in self.approvers.items()
-                if who in (m.strip().lower() for m in members)]
+    def roles_of(self, identity: str, tenant_id: str) -> list[str]:
+        """The approver roles `identity` holds for runs of `tenant_id`, in file order.
+
+        Identities are compared normalised (graph.identity); a lead listed for one tenant
+        holds no role in another's runs. Raises BadIdentity for an identity that cannot be
+        compared."""
+        who = normalize_identity(identity)
+        return [role for role, tenants in self.approvers.items()
+                if who in tenants.get(tenant_id, ()) or who in tenants.get(ALL_TENANTS, ())]
+
+    def members(self, role: str | None = None) -> list[str]:
+        """Every identity listed (for `role`, or for any role), each once, in file order."""
+        seen: dict[str, None] = {}
+        for name, tenants in self.approvers.items():
+            if role is None or name == role:
+                for members in tenants.values():
+                    seen.update(dict.fromkeys(members))
+        return list(seen)
 
     def rule(self, rule_id: str) -> Rule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
@@ -251,6 +269,7 @@ def parse_policy(text: str, *, source: str = "<policy>",
 
     issues = []
     aggregates = _aggregates(model, lines, issues, tool_args)
+    approvers = _approvers(model, lines, issues)
     rules: list[Rule] = []
     seen: dict[str, int] = {}
     for index, rule in enumerate(model.rules):
@@ -300,13 +319,40 @@ def parse_policy(text: str, *, source: str = "<policy>",
         version=model.version,
         allowed_tools=frozenset(model.allowed_tools),
         budgets=Budgets(**model.budgets.model_dump()),
-        approvers={role: tuple(members) for role, members in model.approvers.items()},
+        approvers=approvers,
         rules=tuple(rules),
         source=source,
         digest=hashlib.sha256(text.encode()).hexdigest(),
         distinct_from_requester_role=model.approval.distinct_from_requester_role,
         aggregates=aggregates,
     )
+
+
+def _approvers(model: _PolicyModel, lines: dict[tuple[str | int, ...], int],
+               issues: list[PolicyIssue]) -> dict[str, dict[str, tuple[str, ...]]]:
+    """`[approvers]`: a role's list applies to every tenant; a `[approvers.ROLE]` table maps
+    a tenant (or "*") to its list. Members are normalised here, once, so every later
+    comparison is between normalised identities; one that cannot be is an issue."""
+    out: dict[str, dict[str, tuple[str, ...]]] = {}
+    for role, spec in model.approvers.items():
+        by_tenant = {ALL_TENANTS: spec} if isinstance(spec, list) else spec
+        out[role] = {}
+        for tenant, members in by_tenant.items():
+            where: tuple[str | int, ...] = (("approvers", role) if isinstance(spec, list)
+                                            else ("approvers", role, tenant))
+            if not members:
+                issues.append(PolicyIssue(_locate(lines, where),
+                                          f"approvers.{role}: the list for tenant {tenant!r} "
+                                          "is empty"))
+            normalised: list[str] = []
+            for member in members:
+                try:
+                    normalised.append(normalize_identity(member))
+                except BadIdentity as exc:
+                    issues.append(PolicyIssue(_locate(lines, where),
+                                              f"approvers.{role}: {exc}"))
+            out[role][tenant] = tuple(dict.fromkeys(normalised))
+    return out
 
 
 def _aggregates(model: _PolicyModel, lines: dict[tuple[str | int, ...], int],

@@ -26,6 +26,7 @@ def approve(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     assert proposal is not None and held_gate is not None
     try:
         decision, role = check_decision(payload, requester=ctx.requester, policy=ctx.policy,
+                                        tenant_id=ctx.tenant_id,
                                         requester_role=ctx.requester_role,
                                         required_roles=held_gate.get("approver_roles"))
     except BadDecision as exc:

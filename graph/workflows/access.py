@@ -19,6 +19,7 @@ from tools.access import (
     open_access_db,
     queries,
 )
+from tools.common import write_transaction
 from verifiers import access as access_verifiers
 
 POLICY_PATH = Path(__file__).resolve().parents[2] / "verifiers" / "policies" / "access.toml"
@@ -47,7 +48,7 @@ def intake(conn: sqlite3.Connection, *, tenant_id: str, email: str, subject: str
     employee = queries.employee_by_email(conn, tenant_id, email)
     if employee is None:
         raise SignoffError(f"no employee with email {email!r} in tenant {tenant_id!r}")
-    with conn:
+    with write_transaction(conn):
         last = conn.execute("SELECT MAX(CAST(SUBSTR(request_id, 5) AS INTEGER)) FROM requests"
                             ).fetchone()[0] or 0
         request_id = f"REQ-{max(last + 1, 5001)}"

@@ -8,6 +8,7 @@ from pathlib import Path
 from graph.context import SampleTicket, Workflow
 from graph.errors import SignoffError
 from graph.workflows.support_planner import SupportPlanner
+from tools.common import write_transaction
 from tools.support import (
     build_support_db,
     load_sample_tickets,
@@ -44,7 +45,7 @@ def intake(conn: sqlite3.Connection, *, tenant_id: str, email: str, subject: str
     customer = queries.customer_by_email(conn, tenant_id, email)
     if customer is None:
         raise SignoffError(f"no customer with email {email!r} in tenant {tenant_id!r}")
-    with conn:
+    with write_transaction(conn):
         last = conn.execute("SELECT MAX(CAST(SUBSTR(ticket_id, 5) AS INTEGER)) FROM tickets"
                             ).fetchone()[0] or 0
         ticket_id = f"TKT-{max(last + 1, 5001)}"
