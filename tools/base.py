@@ -11,7 +11,7 @@ import functools
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ValidationError
 
@@ -24,6 +24,36 @@ class ToolError(Exception):
 
 class TransientToolError(ToolError):
     """A tool failed in a way that may succeed on retry (timeout, back-end unavailable)."""
+
+
+class UnconfirmedEffect(ToolError):
+    """An external system's answer does not confirm the effect asked for (not JSON, no id,
+    another amount): the run stops for a human and nothing is marked confirmed."""
+
+
+class ExternalCall(Protocol):
+    """One effect in a system outside the domain database, keyed by the call's idempotency
+    key; the ledger drives it (tools.ledger.commit_external)."""
+
+    system: str
+    """The external system's name, recorded with the intent (e.g. "payments")."""
+    request: dict[str, Any]
+    """What is asked of it, recorded with the intent; never a credential."""
+
+    def perform(self, point: Callable[[str], None]) -> dict[str, Any]:
+        """Make the call, forwarding the key; the system's record of the effect. Calls
+        `point(name)` at the crash-test seams inside the exchange. Raises
+        TransientToolError when the outcome is unknown (timeout, dropped connection)."""
+        ...
+
+    def lookup(self) -> dict[str, Any] | None:
+        """The system's record for the key, or None when it has none (it never committed)."""
+        ...
+
+    def apply(self, record: dict[str, Any]) -> BaseModel:
+        """Check the record against the request (raising UnconfirmedEffect) and write its
+        local trace in the ledger's transaction; the tool's output."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -41,10 +71,15 @@ class ToolContext:
     """The customer the ticket belongs to, when the workflow has one."""
     ticket_id: str | None = None
     """The ticket the run works on, when the workflow has one."""
+    idempotency_key: str | None = None
+    """For a mutating tool, the ledger key of this call (the same on every retry, resume and
+    replay of it); None for reads. A tool whose effect lands outside `conn` forwards it to
+    that system (docs/extending.md)."""
 
 
 ToolFn = Callable[[ToolContext, Any], BaseModel]
 ScopeFn = Callable[[ToolContext, Any], "str | None"]
+ExternalFn = Callable[[ToolContext, Any], "ExternalCall | None"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +103,10 @@ class ToolSpec:
     scope: ScopeFn | None = None
     """Returns a one-line reason when the arguments reference data outside the run's tenant or
     the ticket's customer, else None. Used by the policy gate before anything runs."""
+    external: ExternalFn | None = None
+    """For a tool whose effect can land in another system: builds that call from the context
+    (with its idempotency key) and the input, or returns None when this deployment applies
+    the effect locally through `run`."""
 
     def parse_args(self, args: dict[str, Any]) -> BaseModel:
         """Validate raw arguments; raises pydantic.ValidationError."""

@@ -10,6 +10,10 @@ Verify at commit: `commit_once(checks=...)` runs the caller's checks inside that
 after the write lock is taken and before the effect, so they read the database as it is when
 the effect lands (another process's refund committed a moment ago included). A check that
 refuses raises `CommitRefused` and nothing is written.
+
+External effects (a payments API) cannot join that transaction: `commit_external` records a
+pending intent before the call and confirms it, with the system's id, in the transaction
+that writes the ledger key; a pending intent is reconciled by asking the system about the key.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
+
+from tools.base import ExternalCall
 
 LEDGER_SCHEMA = """
 CREATE TABLE IF NOT EXISTS mutation_ledger (
@@ -180,3 +186,108 @@ def committed_total(conn: sqlite3.Connection, *, tools: Sequence[str], tenant_id
         sql.append(f"AND json_extract(args, '$.{name}') = ?")
         params.append(value)
     return int(conn.execute(" ".join(sql), params).fetchone()[0])
+
+
+# External effects ----------------------------------------------------------------------------
+# An effect in another system cannot share the ledger's transaction, so it is bracketed by two:
+# the intent (checks passed, key reserved) commits before the call, the confirmation (the
+# system's id, the local trace, the ledger key) after it. A pending intent found later means
+# "the call may or may not have landed": it is reconciled by asking the system about the key.
+
+INTENT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS external_intents (
+    key TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    tool TEXT NOT NULL,
+    system TEXT NOT NULL,
+    request TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'confirmed')),
+    external_id TEXT,
+    created_at REAL NOT NULL,
+    confirmed_at REAL
+)
+"""
+
+
+def intent_status(conn: sqlite3.Connection, key: str) -> tuple[str, str | None] | None:
+    """(status, external id) of the intent recorded for `key`, or None."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'"
+                    " AND name = 'external_intents'").fetchone() is None:
+        return None
+    row = conn.execute("SELECT status, external_id FROM external_intents WHERE key = ?",
+                       (key,)).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def commit_external(conn: sqlite3.Connection, *, key: str, run_id: str, step: int, tool: str,
+                    args: dict[str, Any], call: ExternalCall,
+                    clock: Callable[[], float] = time.time,
+                    point: Callable[[str], None] | None = None,
+                    checks: Callable[[], Refusal | None] | None = None,
+                    tenant_id: str | None = None,
+                    customer_id: str | None = None) -> LedgerOutcome:
+    """Apply an external effect at most once per key, as far as the system honours the key.
+
+    1. One transaction: a committed key replays; else `checks` run (a refusal raises
+       CommitRefused) and a pending intent is recorded. 2. Outside any transaction: a pending
+       intent left by an earlier attempt is reconciled with `call.lookup()`; only when the
+       system has no record is `call.perform()` made (forwarding the key). 3. One transaction:
+       `call.apply(record)` writes the local trace, the ledger key is inserted and the intent
+       marked confirmed with the system's id. An exception anywhere leaves the intent pending
+       and nothing confirmed. `point(name)` is the crash-test seam ("before_call",
+       "after_response", "before_commit").
+    """
+    hook = point or (lambda _name: None)
+    if conn.in_transaction:
+        conn.rollback()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(LEDGER_SCHEMA)
+        conn.execute(INTENT_SCHEMA)
+        previous = recorded(conn, key)
+        if previous is not None:
+            conn.rollback()
+            return LedgerOutcome(previous, replayed=True)
+        pending = intent_status(conn, key) is not None
+        if not pending:
+            # Checked once, when the intent is taken: a pending intent may already have
+            # landed, and refusing it then would hide an effect that exists.
+            refusal = checks() if checks is not None else None
+            if refusal is not None:
+                raise CommitRefused(*refusal)
+            conn.execute(
+                "INSERT INTO external_intents (key, run_id, step, tool, system, request,"
+                " status, created_at) VALUES (?,?,?,?,?,?,'pending',?)",
+                (key, run_id, step, tool, call.system, canonical_json(call.request), clock()))
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    record = call.lookup() if pending else None
+    if record is None:
+        hook("before_call")
+        record = call.perform(hook)
+    hook("after_response")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        previous = recorded(conn, key)
+        if previous is not None:  # confirmed by another attempt meanwhile
+            conn.rollback()
+            return LedgerOutcome(previous, replayed=True)
+        output = call.apply(record)
+        result = output.model_dump(mode="json")
+        external_id = record.get("id")
+        conn.execute(
+            "INSERT INTO mutation_ledger (key, run_id, step, tool, args, result, committed_at,"
+            " tenant_id, customer_id) VALUES (?,?,?,?,?,?,?,?,?)",
+            (key, run_id, step, tool, canonical_json(args), canonical_json(result), clock(),
+             tenant_id, customer_id))
+        conn.execute("UPDATE external_intents SET status = 'confirmed', external_id = ?,"
+                     " confirmed_at = ? WHERE key = ?", (str(external_id), clock(), key))
+        hook("before_commit")
+        conn.commit()
+        return LedgerOutcome(result, replayed=False)
+    except BaseException:
+        conn.rollback()
+        raise

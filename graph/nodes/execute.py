@@ -11,6 +11,7 @@ measured apart from model latency.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -20,11 +21,12 @@ from pydantic import ValidationError
 from graph.commit_checks import COMMIT_PREFIX, commit_checks
 from graph.context import RunContext
 from graph.state import AgentState, Evidence, Proposal, RuleCheck, usage_delta
-from tools.base import ToolError, TransientToolError, validation_summary
+from tools.base import ToolError, TransientToolError, UnconfirmedEffect, validation_summary
 from tools.ledger import (
     CommitRefused,
     call_digest,
     canonical_json,
+    commit_external,
     commit_once,
     idempotency_key,
 )
@@ -67,20 +69,40 @@ def execute(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         if refusal:
             return {"outcome": "blocked", "reason": refusal}
 
-    tool_ctx = ctx.tool_ctx(state["ticket"])
     key = idempotency_key(run_id, step, tool, args)
+    tool_ctx = ctx.tool_ctx(state["ticket"])
+    if spec.mutates:  # the tool forwards it to any system its effect lands in
+        tool_ctx = dataclasses.replace(tool_ctx, idempotency_key=key)
+    external = spec.external(tool_ctx, parsed) if spec.mutates and spec.external else None
     budget = ctx.policy.budgets.retries if ctx.policy else 0
     retries_left = max(0, budget - state["usage"]["retries"])
     attempts, result, error, replayed, exhausted = 0, None, None, False, False
     checked: list[RuleCheck] = []
     refused: CommitRefused | None = None
+    unconfirmed: UnconfirmedEffect | None = None
     # Crash-test seams (checkpoints.faults): kill points just before and just after COMMIT.
     before_hook = getattr(ctx.faults, "before_commit", None)
     after_hook = getattr(ctx.faults, "after_commit", None)
+    external_hook = getattr(ctx.faults, "external_point", None)
+
+    def point(where: str) -> None:  # the seams inside an external effect (checkpoints.faults)
+        if where == "before_commit" and before_hook is not None:
+            before_hook(run_id, step, tool)
+        elif where != "before_commit" and external_hook is not None:
+            external_hook(run_id, step, tool, where)
     started = time.perf_counter()
     while True:
         try:
-            if spec.mutates:
+            if external is not None:
+                outcome = commit_external(
+                    ctx.db, key=key, run_id=run_id, step=step, tool=tool, args=args,
+                    call=external, clock=ctx.clock, point=point,
+                    checks=commit_checks(ctx, state, tool, parsed, args, checked),
+                    tenant_id=tool_ctx.tenant_id, customer_id=tool_ctx.customer_id)
+                result, replayed = outcome.result, outcome.replayed
+                if after_hook is not None:
+                    after_hook(run_id, step, tool)
+            elif spec.mutates:
                 outcome = commit_once(
                     ctx.db, key=key, run_id=run_id, step=step, tool=tool, args=args,
                     apply=lambda: spec.run(tool_ctx, parsed), clock=ctx.clock,
@@ -101,6 +123,9 @@ def execute(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
                 break
             ctx.sleep(ctx.retry_backoff_s * (2 ** attempts))
             attempts += 1
+        except UnconfirmedEffect as exc:
+            unconfirmed = exc
+            break
         except ToolError as exc:
             error = str(exc)
             break
@@ -113,6 +138,11 @@ def execute(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
             ctx.recorder.decision(run_id, f"verify_commit:{key}:{c['rule_id']}", step=step,
                                   kind="verify_commit", verdict="pass" if c["ok"] else "fail",
                                   rule_id=c["rule_id"], reason=c["reason"])
+    if unconfirmed is not None:
+        # Fail closed: the external system may hold an effect the ledger cannot vouch for.
+        return {"outcome": "blocked", "commit_checks": checked,
+                "reason": f"{tool}: unconfirmed external effect: {unconfirmed}",
+                "first_warning_at": state.get("first_warning_at") or ctx.clock()}
     if refused is not None:
         return {"outcome": "blocked", "commit_checks": checked,
                 "reason": f"{COMMIT_PREFIX}: {refused.rule_id}: {refused.reason}",
