@@ -322,6 +322,9 @@ def main() -> None:
 
 
 from cli import ops  # noqa: E402,F401 - registers the operator commands on `app`
+from cli.payments import register as _register_payments  # noqa: E402
+
+_register_payments(app)
 
 if __name__ == "__main__":
     # `python -m cli.main`: run the imported module's app, which carries every command.

@@ -8,14 +8,18 @@ only on the database content.
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
 from datetime import UTC
 
 from tools.base import ToolContext, ToolError, ToolRegistry, ToolSpec
 from tools.common import Clock, next_id
 from tools.common import utc_now as _utc_now
+from tools.payments.client import PaymentsClient, PaymentsSettings
 from tools.support import models as m
 from tools.support import queries
 from tools.support.faults import FaultPlan
+from tools.support.payments import refund_external
 from tools.support.scope import customer_scope, email_scope, order_scope, ticket_scope
 
 
@@ -145,9 +149,24 @@ def support_specs(clock: Clock = _utc_now) -> list[ToolSpec]:
     ]
 
 
-def support_registry(faults: FaultPlan | None = None, clock: Clock = _utc_now) -> ToolRegistry:
-    """A new registry with the six support tools, with `faults` injected when given."""
+def support_registry(faults: FaultPlan | None = None, clock: Clock = _utc_now,
+                     payments: PaymentsSettings | None = None) -> ToolRegistry:
+    """A new registry with the six support tools, with `faults` injected when given.
+
+    With `payments` (by default: from SIGNOFF_PAYMENTS_URL and its companions, read here
+    because every edge that drives runs builds its tools through this), create_refund_request
+    refunds through that payments API; without, it writes the local refunds table.
+    """
     specs = support_specs(clock)
+    settings = payments or PaymentsSettings.from_env(os.environ)
+    if settings is not None:
+        now = SupportTools(clock)._now
+        client = PaymentsClient(settings)
+        specs = [replace(spec, external=refund_external(client, now),
+                         description=spec.description.replace(
+                             "a person or the payment system pays it out later",
+                             "the payments API records it"))
+                 if spec.name == "create_refund_request" else spec for spec in specs]
     if faults is not None:
         specs = [faults.apply(spec) for spec in specs]
     return ToolRegistry(specs)
