@@ -117,7 +117,5 @@ def credentials_rotate(system: str = typer.Argument(..., help="Which credential:
         rotation = rotate_key(client)
     except ToolError as exc:
         raise SignoffError(str(exc)) from None
-    finally:
-        client.close()
     typer.echo(f"payments key rotated: now {rotation.new_key_id} in {settings.key_file}; "
                "the old key is revoked")

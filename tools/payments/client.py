@@ -133,18 +133,12 @@ class PaymentsClient:
                  transport: httpx.BaseTransport | None = None) -> None:
         self.settings = settings
         self._transport = transport
-        self._client: httpx.Client | None = None
 
     def _http(self) -> httpx.Client:
-        if self._client is None:  # built on first use: registries are built often
-            self._client = httpx.Client(base_url=self.settings.url, transport=self._transport,
-                                        timeout=self.settings.timeout_s)
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        # A client (and connection) per call: registries are built often and outlive no one
+        # who would close them, and a refund is not a hot path.
+        return httpx.Client(base_url=self.settings.url, transport=self._transport,
+                            timeout=self.settings.timeout_s)
 
     def _request(self, method: str, path: str, *, json: Any = None,
                  params: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None,
@@ -155,9 +149,10 @@ class PaymentsClient:
         for attempt in (1, 2):
             key = self.settings.current_key()
             try:
-                with self._http().stream(method, path, json=json, params=params,
-                                         headers={**(headers or {}),
-                                                  "Authorization": f"Bearer {key}"}) as response:
+                with self._http() as http, http.stream(
+                        method, path, json=json, params=params,
+                        headers={**(headers or {}), "Authorization": f"Bearer {key}"}
+                ) as response:
                     if on_headers is not None:
                         on_headers()  # the API has answered (so committed), body not read yet
                     response.read()
@@ -211,8 +206,9 @@ class PaymentsClient:
     def revoke_key(self, secret: str) -> None:
         """Revoke the key `secret` (the API revokes the key that makes the call)."""
         try:
-            response = self._http().delete("/v1/keys/current",
-                                           headers={"Authorization": f"Bearer {secret}"})
+            with self._http() as http:
+                response = http.delete("/v1/keys/current",
+                                       headers={"Authorization": f"Bearer {secret}"})
         except httpx.HTTPError as exc:
             raise ToolError(f"the payments API connection failed: {type(exc).__name__}") from None
         if response.status_code != 200:

@@ -35,7 +35,7 @@ class PaymentsFaults:
     def parse(cls, text: str) -> PaymentsFaults:
         """From JSON text, or the path of a file holding it; ValueError on a bad value."""
         source = text.strip()
-        if source and not source.startswith("{"):
+        if source and not source.startswith(("{", "[")):
             try:
                 source = Path(source).read_text()
             except OSError as exc:

@@ -71,8 +71,8 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _error(self, status: int, message: str) -> None:
-        self.close_connection = True  # the request body may be unread: never reuse the socket
-        self._send(status, {"error": {"message": message}})
+        # The request body may be unread: the socket is not reused (the header says so).
+        self._send(status, {"error": {"message": message}}, {"Connection": "close"})
 
     def _auth(self, scope: str | None) -> store.ApiKey | None:
         header = self.headers.get("Authorization", "")
