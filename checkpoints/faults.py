@@ -3,7 +3,8 @@ exposes its writes as such points.
 
 A `CrashFaults` object is passed as `Runner(faults=...)`. The execute node calls its
 `before_commit` (inside the ledger transaction, after the effect is written) and `after_commit`
-(after COMMIT returned); the runner builds its checkpointer with `saver_factory`, so every
+(after COMMIT returned), and, for an effect in an external API, `external_point` at each of
+EXTERNAL_POINTS; the runner builds its checkpointer with `saver_factory`, so every
 checkpoint (`put`) and every task's writes (`put_writes`) are points too, before and after the
 write. Each hit is counted; at hit number `kill_at` the process sends itself SIGKILL, a real
 hard kill: no `finally`, no atexit, no flush.
@@ -34,7 +35,12 @@ RESUME_MARK = "+decision"
 """Appended to the label of writes that carry a human decision."""
 
 POINT_KINDS = ("before_commit", "after_commit", "before_checkpoint", "after_checkpoint",
-               "before_writes", "after_writes")
+               "before_writes", "after_writes", "before_call", "after_api_commit",
+               "after_response")
+EXTERNAL_POINTS = ("before_call", "after_api_commit", "after_response")
+"""Inside an external effect (tools.ledger.commit_external): just before the HTTP call, once
+the API has answered (it committed) but before the answer is read, and after the answer is
+read but before the ledger's confirming transaction."""
 
 
 class HookedSaver(CompactSqliteSaver):
@@ -91,6 +97,9 @@ class CrashFaults:
 
     def after_commit(self, run_id: str, step: int, tool: str) -> None:
         self.hit(f"after_commit:{tool}")
+
+    def external_point(self, run_id: str, step: int, tool: str, where: str) -> None:
+        self.hit(f"{where}:{tool}")
 
     def saver_factory(self, conn: sqlite3.Connection) -> SqliteSaver:
         return HookedSaver(conn, hook=self.hit)

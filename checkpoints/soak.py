@@ -33,10 +33,12 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from checkpoints.external import api_refunds, payments_service
 from checkpoints.faults import CrashFaults, point_kind
 from checkpoints.runs import RunStore
 from graph.runner import Home, Runner
@@ -61,6 +63,10 @@ class Scenario:
     decision: dict[str, Any] | None = None
     """What the human decides when the run waits."""
 
+
+API_SCENARIOS = ("refund", "to-approval", "globex")
+"""Scenarios that refund in a new run: a "decide" scenario's template holds one run whose
+copies would share idempotency keys at the one API (and so one refund)."""
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("refund", "TKT-1001", "start"),
@@ -185,13 +191,19 @@ def forked_action(home: Path, scenario: Scenario, action: Action, run_id: str | 
 # Checking a run against its reference --------------------------------------------------------
 
 def mutation_rows(home: Path, run_id: str) -> dict[str, int]:
+    """Rows per mutation table the run wrote, and, when the harness runs a payments service,
+    the refunds its own database holds for the run ("api_refunds")."""
     conn = sqlite3.connect(home / "support.db")
     try:
-        return {table: conn.execute(f"SELECT COUNT(*) FROM {table} WHERE run_id = ?",
+        rows = {table: conn.execute(f"SELECT COUNT(*) FROM {table} WHERE run_id = ?",
                                     (run_id,)).fetchone()[0]
                 for table in MUTATION_TABLES}
     finally:
         conn.close()
+    at_api = api_refunds(run_id)
+    if at_api is not None:
+        rows["api_refunds"] = at_api
+    return rows
 
 
 def only_run_id(home: Path) -> str | None:
@@ -403,14 +415,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS),
                         help="Only these scenarios (repeatable; default: all).")
+    parser.add_argument("--payments", action="store_true",
+                        help="Refund through the sample payments API, run as its own process; "
+                             "refunds are also counted in its database.")
+    parser.add_argument("--flaky", action="store_true",
+                        help="With --payments: the API sometimes commits and then times out "
+                             "or drops the connection.")
+    parser.add_argument("--no-key", action="store_true",
+                        help="With --payments: the control; the tool does not forward "
+                             "idempotency keys, and duplicates are expected.")
     args = parser.parse_args(argv)
     if args.kills < 1 or args.workers < 1:
         parser.error("--kills and --workers must be at least 1")
+    if (args.flaky or args.no_key) and not args.payments:
+        parser.error("--flaky and --no-key need --payments")
     rng = random.Random(args.seed)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="signoff-soak-", dir=scratch_root()) as tmp:
+    names = args.scenario or (API_SCENARIOS if args.payments else sorted(SCENARIOS))
+    with tempfile.TemporaryDirectory(prefix="signoff-soak-", dir=scratch_root()) as tmp, \
+            ExitStack() as stack:
         workdir = Path(tmp)
-        templates = prepare_templates(workdir, args.scenario or sorted(SCENARIOS))
+        if args.payments:
+            stack.enter_context(payments_service(workdir, flaky=args.flaky,
+                                                 forward_key=not args.no_key))
+        templates = prepare_templates(workdir, names)
         plans = single_kill_plans(templates)
         rng.shuffle(plans)
         reports = run_plans(templates, plans[:args.kills], workdir, args.workers)

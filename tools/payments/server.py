@@ -44,7 +44,7 @@ class PaymentsServer(ThreadingHTTPServer):
         """One connection per handler thread."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._local.conn = store.connect(self.db)
+            conn = self._local.conn = store.connect(self.db, setup=False)
         return conn
 
 
@@ -177,6 +177,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         fault = self.server.dice.draw()
         hang = self.server.dice.faults.hang_s
+        if fault in ("error", "timeout"):
+            store.record_fault(self.server.conn(), fault, "/v1/refunds")
         if fault == "error":
             self._error(503, "injected fault: unavailable")
             return
@@ -200,6 +202,8 @@ class Handler(BaseHTTPRequestHandler):
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        if fault is not None and fault.startswith("commit_then") and not replayed:
+            store.record_fault(conn, fault, "/v1/refunds")
         if fault == "commit_then_drop" and not replayed:
             self.close_connection = True
             return  # committed, and the client never hears of it

@@ -35,6 +35,11 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created REAL NOT NULL,
     revoked REAL
 );
+CREATE TABLE IF NOT EXISTS injected_faults (
+    fault TEXT NOT NULL,
+    path TEXT NOT NULL,
+    at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS customers (
     id TEXT PRIMARY KEY,
     email TEXT NOT NULL,
@@ -53,12 +58,15 @@ class ApiKey:
     created: float
 
 
-def connect(path: Path | str) -> sqlite3.Connection:
+def connect(path: Path | str, *, setup: bool = True) -> sqlite3.Connection:
+    """A connection in autocommit mode; `setup` creates the schema (a write: once per
+    process, not per request)."""
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA busy_timeout=30000")
-    conn.executescript(SCHEMA)
+    if setup:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript(SCHEMA)
     return conn
 
 
@@ -96,6 +104,12 @@ def authenticate(conn: sqlite3.Connection, secret: str) -> ApiKey | None:
 def revoke_key(conn: sqlite3.Connection, key_id: str) -> None:
     conn.execute("UPDATE api_keys SET revoked = ? WHERE id = ? AND revoked IS NULL",
                  (time.time(), key_id))
+
+
+def record_fault(conn: sqlite3.Connection, fault: str, path: str) -> None:
+    """Keep a count of what was injected, so a drill can show the faults really happened."""
+    conn.execute("INSERT INTO injected_faults (fault, path, at) VALUES (?,?,?)",
+                 (fault, path, time.time()))
 
 
 def refund_json(row: sqlite3.Row) -> dict[str, Any]:
