@@ -26,6 +26,7 @@ from graph.models import ModelSettings, model_name_of
 from graph.observe import price_table, recorder_factory
 from graph.runner import Home, Runner
 from observability import StoreError, search_traces
+from tools.payments.client import key_rotation_check
 from tools.support.faults import FaultPlan
 from verifiers.policy import Policy, PolicyError, load_policy
 
@@ -340,7 +341,9 @@ def run_gate(workflow: Workflow, *, policy_path: Path | None, reports: Path, hom
             ("evaluation", lambda: check_evaluation(reports, thresholds, policy)),
             ("safety", lambda: check_safety(policy, workflow)),
             ("reliability", lambda: check_reliability(workflow, policy_path)),
-            ("economics", lambda: check_economics(env, policy, workflow))):
+            ("economics", lambda: check_economics(env, policy, workflow)),
+            ("credentials", lambda: [Item("credentials", "key rotation practiced",
+                                          *key_rotation_check(env, time.time()))])):
         if progress is not None:
             progress(area)
         items.extend(check())

@@ -323,7 +323,7 @@ def test_gate_goes_with_fresh_full_reports(tmp_path: Path, full_report: dict[str
     monkeypatch.delenv("SIGNOFF_TRACE_RETENTION_DAYS", raising=False)
     result = _gate(tmp_path, full_report["_dir"])
     assert result.exit_code == 0, result.output
-    assert "GO: all 15 items pass" in result.output
+    assert "GO: all 16 items pass" in result.output
 
 
 def test_gate_lists_every_failing_item(tmp_path: Path, full_report: dict[str, Any],

@@ -331,3 +331,57 @@ def test_the_refund_request_sent_carries_no_credential(home: Path, payments: Pay
     body = json.loads(request[0])
     assert set(body) == {"order_id", "amount_cents", "reason", "metadata"}
     assert key_of(payments) not in request[0]
+
+
+def test_injected_tool_faults_reach_the_api_mode_refund_before_anything_is_sent(
+        home: Path, payments: Payments, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The release gate's fallback drill relies on this: a refund that always fails must not
+    # reach the payments API in API mode either.
+    from tools.support.faults import FaultPlan
+
+    api_mode(monkeypatch, payments)
+    r = Runner(Home(home), sleep=lambda _s: None,
+               tool_faults=FaultPlan(fail_first={"create_refund_request": 1000}))
+    r.ensure_domain_db(get_workflow("support"), reset=True)
+    try:
+        result = r.start("support", sample("TKT-1001"), requester="ops@acme.example")
+    finally:
+        r.close()
+    assert result.status == "failed" and "injected fault" in str(result.reason)
+    assert payments.refunds() == []
+
+
+def test_the_gate_item_wants_a_recently_rotated_key(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from tools.payments.client import key_rotation_check
+
+    key_file = tmp_path / "payments.key"
+    key_file.write_text("sk_test_x\n")
+    env = {"SIGNOFF_PAYMENTS_URL": "http://127.0.0.1:1", "SIGNOFF_PAYMENTS_KEY_FILE": str(key_file)}
+    now = time.time()
+    assert key_rotation_check(env, now)[0]
+    os.utime(key_file, (now - 100 * 86400, now - 100 * 86400))
+    ok, detail = key_rotation_check(env, now)
+    assert not ok and "100.0 day(s) ago (limit 90" in detail
+    assert key_rotation_check({**env, "SIGNOFF_PAYMENTS_KEY_MAX_AGE_DAYS": "120"}, now)[0]
+    from_env = {"SIGNOFF_PAYMENTS_URL": "http://x", "SIGNOFF_PAYMENTS_KEY": "k"}
+    ok, detail = key_rotation_check(from_env, now)
+    assert not ok and "age is unknown" in detail
+    assert key_rotation_check({}, now)[0]  # self-contained: nothing to rotate
+
+
+def test_rotating_makes_the_gate_item_pass_again(home: Path, payments: Payments,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import time
+
+    from tools.payments.client import key_rotation_check
+
+    api_mode(monkeypatch, payments)
+    old = time.time() - 200 * 86400
+    os.utime(payments.key_file, (old, old))
+    assert not key_rotation_check(dict(os.environ), time.time())[0]
+    assert CliRunner().invoke(app, ["credentials", "rotate", "payments"]).exit_code == 0
+    assert key_rotation_check(dict(os.environ), time.time())[0]

@@ -247,3 +247,29 @@ def rotate_key(client: PaymentsClient) -> Rotation:
     response_id = issued.get("id")
     client.revoke_key(old)
     return Rotation(old_key_id=None, new_key_id=str(response_id))
+
+
+ENV_KEY_MAX_AGE = "SIGNOFF_PAYMENTS_KEY_MAX_AGE_DAYS"
+DEFAULT_KEY_MAX_AGE_DAYS = 90.0
+
+
+def key_rotation_check(env: Mapping[str, str], now: float) -> tuple[bool, str]:
+    """The release gate's "key rotation practiced": (ok, detail). The key's age is its
+    secrets file's age (rotation rewrites it); a key from the environment has no known age."""
+    settings = PaymentsSettings.from_env(env)
+    if settings is None:
+        return True, f"no external payments API ({ENV_URL} unset): no key to rotate"
+    try:
+        max_days = float(env.get(ENV_KEY_MAX_AGE) or DEFAULT_KEY_MAX_AGE_DAYS)
+    except ValueError:
+        return False, f"{ENV_KEY_MAX_AGE} must be a number of days"
+    if settings.key_file is None:
+        return False, (f"the payments key comes from {ENV_KEY}: its age is unknown and it "
+                       f"cannot be rotated; keep it in a secrets file ({ENV_KEY_FILE})")
+    try:
+        age_days = (now - settings.key_file.stat().st_mtime) / 86400
+    except OSError as exc:
+        return False, f"cannot read the payments key file {settings.key_file}: {exc.strerror}"
+    detail = (f"payments key last rotated {age_days:.1f} day(s) ago (limit {max_days:g}; "
+              "signoff credentials rotate payments)")
+    return age_days <= max_days, detail

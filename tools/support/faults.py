@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tools.base import ToolContext, ToolSpec, TransientToolError
+from tools.base import ExternalCall, ToolContext, ToolSpec, TransientToolError
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class FaultPlan:
         calls = itertools.count(1)
         inner = spec.run
 
-        def run(ctx: ToolContext, args: Any) -> BaseModel:
+        def before_effect() -> None:
             call = next(calls)
             if call <= failures:
                 raise TransientToolError(
@@ -45,6 +45,41 @@ class FaultPlan:
                 )
             if delay > 0:
                 self.sleep(delay)
+
+        def run(ctx: ToolContext, args: Any) -> BaseModel:
+            before_effect()
             return inner(ctx, args)
 
-        return replace(spec, run=run)
+        external = spec.external
+        if external is None:
+            return replace(spec, run=run)
+
+        def faulty_external(ctx: ToolContext, args: Any) -> ExternalCall | None:
+            # An external effect skips `run`: the fault goes before its call instead.
+            call = external(ctx, args)
+            return None if call is None else _FaultyCall(call, before_effect)
+
+        return replace(spec, run=run, external=faulty_external)
+
+
+@dataclass
+class _FaultyCall:
+    """An external call whose `perform` meets the plan's faults first (nothing is sent)."""
+
+    inner: ExternalCall
+    before: Callable[[], None]
+    system: str = ""
+    request: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.system, self.request = self.inner.system, self.inner.request
+
+    def perform(self, point: Callable[[str], None]) -> dict[str, Any]:
+        self.before()
+        return self.inner.perform(point)
+
+    def lookup(self) -> dict[str, Any] | None:
+        return self.inner.lookup()
+
+    def apply(self, record: dict[str, Any]) -> BaseModel:
+        return self.inner.apply(record)
