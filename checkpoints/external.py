@@ -34,11 +34,43 @@ CLIENT_TIMEOUT_S = "0.5"
 """Shorter than FLAKY_FAULTS' hang, so the hang is a client timeout after the commit."""
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+@contextmanager
+def service_process(db: Path, faults_json: str | None = None) -> Iterator[str]:
+    """`signoff payments serve` on a free loopback port as its own process; yields its URL,
+    and stops it (SIGTERM, then SIGKILL) afterwards."""
+    port = free_port()
+    args = [sys.executable, "-m", "cli", "payments", "serve", "--port", str(port),
+            "--db", str(db)]
+    if faults_json:
+        args += ["--faults", faults_json]
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                            env={**os.environ, "NO_PROXY": "127.0.0.1,localhost"})
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the payments service did not start") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @contextmanager
@@ -54,43 +86,22 @@ def payments_service(workdir: Path, *, flaky: bool = False,
     finally:
         conn.close()
     write_secret(key_file, secret)
-    port = _free_port()
-    args = [sys.executable, "-m", "cli", "payments", "serve", "--port", str(port),
-            "--db", str(db)]
-    if flaky:
-        args += ["--faults", json.dumps(FLAKY_FAULTS)]
-    env = {"SIGNOFF_PAYMENTS_URL": f"http://127.0.0.1:{port}",
-           "SIGNOFF_PAYMENTS_KEY_FILE": str(key_file), API_DB_ENV: str(db),
-           "SIGNOFF_PAYMENTS_TIMEOUT_S": CLIENT_TIMEOUT_S if flaky else "10",
-           "SIGNOFF_PAYMENTS_UNSAFE_NO_KEY": "" if forward_key else "1",
-           "NO_PROXY": "127.0.0.1,localhost"}
-    saved = {name: os.environ.get(name) for name in env}
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, **env})
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the payments service did not start") from None
-                time.sleep(0.1)
+    with service_process(db, json.dumps(FLAKY_FAULTS) if flaky else None) as url:
+        env = {"SIGNOFF_PAYMENTS_URL": url, "SIGNOFF_PAYMENTS_KEY_FILE": str(key_file),
+               API_DB_ENV: str(db),
+               "SIGNOFF_PAYMENTS_TIMEOUT_S": CLIENT_TIMEOUT_S if flaky else "10",
+               "SIGNOFF_PAYMENTS_UNSAFE_NO_KEY": "" if forward_key else "1",
+               "NO_PROXY": "127.0.0.1,localhost"}
+        saved = {name: os.environ.get(name) for name in env}
         os.environ.update(env)
-        yield db
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        proc.terminate()
         try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            yield db
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def api_refunds(run_id: str) -> int | None:

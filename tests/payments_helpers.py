@@ -3,18 +3,14 @@ process started through the CLI (`signoff payments serve`), always on a loopback
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from checkpoints.external import service_process
 from tools.payments import store
 from tools.payments.client import write_secret
 from tools.payments.faults import PaymentsFaults
@@ -70,45 +66,12 @@ def payments_in_thread(root: Path, faults: PaymentsFaults | None = None) -> Iter
         server.server_close()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextmanager
 def payments_process(root: Path, faults_json: str | None = None) -> Iterator[Payments]:
-    """`signoff payments serve` as its own process; stopped (SIGTERM, then SIGKILL) after."""
+    """`signoff payments serve` as its own process (checkpoints.external.service_process)."""
     root.mkdir(parents=True, exist_ok=True)
     db, key_file = root / "payments.db", root / "secrets" / "payments.key"
     store.connect(db).close()
     new_key(db, key_file)
-    port = free_port()
-    args = [sys.executable, "-m", "cli", "payments", "serve", "--port", str(port),
-            "--db", str(db)]
-    if faults_json:
-        args += ["--faults", faults_json]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "NO_PROXY": "127.0.0.1,localhost"})
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    said = proc.stderr.read().decode() if proc.stderr else ""
-                    raise RuntimeError(f"the payments service did not start: {said}") from None
-                time.sleep(0.1)
-        yield Payments(f"http://127.0.0.1:{port}", db, key_file)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+    with service_process(db, faults_json) as url:
+        yield Payments(url, db, key_file)

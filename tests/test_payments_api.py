@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from graph.observe import price_fn, recorder_factory
-from graph.runner import Home, Runner
+from graph.runner import Home, Runner, RunResult
 from graph.workflows import get_workflow
 from tests.conftest import sample
 from tests.payments_helpers import Payments, new_key, payments_in_thread, payments_process
@@ -42,6 +42,15 @@ def fresh_runner(home: Path) -> Runner:
     r = Runner(Home(home), recorder_factory=recorder_factory(), price=price_fn())
     r.ensure_domain_db(get_workflow("support"), reset=True)
     return r
+
+
+def refund_run(home: Path) -> RunResult:
+    """TKT-1001 (a small refund) on fresh sample data."""
+    r = fresh_runner(home)
+    try:
+        return r.start("support", sample("TKT-1001"), requester="ops@acme.example")
+    finally:
+        r.close()
 
 
 def domain(home: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -123,11 +132,7 @@ def test_a_refund_run_resolves_in_both_modes(mode: str, home: Path, payments: Pa
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     if mode == "api":
         api_mode(monkeypatch, payments)
-    r = fresh_runner(home)
-    try:
-        result = r.start("support", sample("TKT-1001"), requester="ops@acme.example")
-    finally:
-        r.close()
+    result = refund_run(home)
     assert result.status == "resolved" and result.mutations == 2
     refund_ids = [row[0] for row in domain(home, "SELECT refund_id FROM refunds WHERE run_id = ?",
                                            result.run_id)]
@@ -154,31 +159,19 @@ def test_an_approved_refund_goes_to_the_api_once_even_when_approved_twice(
     assert len(payments.refunds(held.run_id)) == 1
 
 
-def test_a_timeout_after_the_api_committed_is_reconciled_not_repeated(
-        home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Every first POST commits, then the answer comes too late: the retry must find the
-    # refund by its key instead of refunding again.
-    faults = PaymentsFaults(commit_then_hang_rate=1.0, hang_s=1.0)
+@pytest.mark.parametrize("faults", [
+    # Every first POST commits, then the answer comes too late for the client ...
+    PaymentsFaults(commit_then_hang_rate=1.0, hang_s=1.0),
+    # ... or never comes: the connection is dropped after the commit.
+    PaymentsFaults(commit_then_drop_rate=1.0),
+], ids=["timeout-after-commit", "drop-after-commit"])
+def test_an_unknown_outcome_after_the_api_committed_is_reconciled_not_repeated(
+        faults: PaymentsFaults, home: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The retry must find the refund by its key instead of refunding again.
     with payments_in_thread(tmp_path / "flaky", faults) as p:
         api_mode(monkeypatch, p, SIGNOFF_PAYMENTS_TIMEOUT_S="0.3")
-        r = fresh_runner(home)
-        try:
-            result = r.start("support", sample("TKT-1001"), requester="ops@acme.example")
-        finally:
-            r.close()
-        assert result.status == "resolved"
-        assert len(p.refunds(result.run_id)) == 1
-
-
-def test_a_dropped_connection_after_commit_is_reconciled(
-        home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with payments_in_thread(tmp_path / "drop", PaymentsFaults(commit_then_drop_rate=1.0)) as p:
-        api_mode(monkeypatch, p)
-        r = fresh_runner(home)
-        try:
-            result = r.start("support", sample("TKT-1001"), requester="ops@acme.example")
-        finally:
-            r.close()
+        result = refund_run(home)
         assert result.status == "resolved"
         assert len(p.refunds(result.run_id)) == 1
 
@@ -189,11 +182,7 @@ def test_without_the_key_forwarded_the_same_faults_refund_twice(
     faults = PaymentsFaults(commit_then_drop_rate=0.5, seed=1)
     with payments_in_thread(tmp_path / "nokey", faults) as p:
         api_mode(monkeypatch, p, SIGNOFF_PAYMENTS_UNSAFE_NO_KEY="1")
-        r = fresh_runner(home)
-        try:
-            result = r.start("support", sample("TKT-1001"), requester="ops@acme.example")
-        finally:
-            r.close()
+        result = refund_run(home)
         assert len(p.refunds(result.run_id)) > 1
 
 
@@ -238,11 +227,9 @@ def test_an_answer_that_does_not_confirm_the_refund_blocks_the_run(
     key_file.write_text("sk_test_whatever\n")
     monkeypatch.setenv("SIGNOFF_PAYMENTS_URL", f"http://127.0.0.1:{server.server_address[1]}")
     monkeypatch.setenv("SIGNOFF_PAYMENTS_KEY_FILE", str(key_file))
-    r = fresh_runner(home)
     try:
-        result = r.start("support", sample("TKT-1001"), requester="ops@acme.example")
+        result = refund_run(home)
     finally:
-        r.close()
         server.shutdown()
         server.server_close()
     assert result.status == "blocked"
@@ -258,11 +245,7 @@ def test_an_answer_that_does_not_confirm_the_refund_blocks_the_run(
 def test_an_unreadable_key_file_blocks_the_run_before_any_call(
         home: Path, payments: Payments, monkeypatch: pytest.MonkeyPatch) -> None:
     api_mode(monkeypatch, payments, SIGNOFF_PAYMENTS_KEY_FILE=str(home / "missing.key"))
-    r = fresh_runner(home)
-    try:
-        result = r.start("support", sample("TKT-1001"), requester="ops@acme.example")
-    finally:
-        r.close()
+    result = refund_run(home)
     assert result.status == "blocked" and "cannot read the payments key file" in str(
         result.reason)
     assert payments.refunds() == []
