@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from graph.errors import RunBusy, RunNotFound, SignoffError
+from graph.errors import DamagedData, RunBusy, RunNotFound
 from graph.identity import normalize_identity
 
 SCHEMA = """
@@ -128,7 +128,7 @@ class RunStore:
             if "requester_role" not in columns:  # a registry written before the column existed
                 self.conn.execute("ALTER TABLE runs ADD COLUMN requester_role TEXT")
         except sqlite3.DatabaseError as exc:
-            raise SignoffError(f"{self.path} is not a usable run registry: {exc}") from None
+            raise DamagedData(f"{self.path} is not a usable run registry: {exc}") from None
 
     def close(self) -> None:
         self.conn.close()

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli.errors import USAGE
 from evals.cases import CaseError, load_cases, stratified
 from evals.gate import THRESHOLDS_FILE, Thresholds, load_thresholds, run_gate
 from evals.harness import CaseResult, EvalSession, run_cases
@@ -181,7 +182,7 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
             console.print("[green]no regressions[/]")
             return
         if set_name not in SET_CHOICES:
-            _fail(f"--set must be one of {', '.join(SET_CHOICES)}, not {set_name!r}")
+            _fail(f"--set must be one of {', '.join(SET_CHOICES)}, not {set_name!r}", USAGE)
         try:
             wf = get_workflow(workflow)
             thresholds = load_thresholds(thresholds_file)

@@ -1,5 +1,5 @@
-"""`signoff`: a thin CLI over the runner. Each command calls library code and turns library
-errors into one-line messages with a non-zero exit; a user mistake never shows a traceback.
+"""`signoff`: a thin CLI over the runner. Each command calls library code; `guarded` turns
+whatever it raises into one `error:` line and an exit code of cli.errors, never a traceback.
 
 Environment is read here, once: SIGNOFF_HOME (data directory, default ./.signoff),
 SIGNOFF_USER (who starts runs), SIGNOFF_PLANNER_* and SIGNOFF_CHECKER_* (models).
@@ -16,25 +16,25 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from checkpoints.runs import RunRecord, holder_is_dead
+from checkpoints.runs import TERMINAL, RunRecord, holder_is_dead
+from cli.errors import DAMAGED, INTERNAL, REFUSED, USAGE, BadUsage
 from graph.approvals import check_decision
 from graph.context import SampleTicket
-from graph.errors import BadDecision, SignoffError
+from graph.errors import BadDecision, DamagedData, SignoffError
 from graph.models import ModelSettings
-from graph.runner import Home, Runner, RunResult
+from graph.runner import SHADOW_STATUS, Home, Runner, RunResult
 from graph.workflows import get_workflow
+from observability.db import StoreError
 from verifiers.policy import Policy
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="signoff: run LLM agents under a policy gate, a verifier and human "
-                       "approval, checkpointed to SQLite.")
 # Piped output (CI logs, README captures) gets a fixed, readable width instead of rich's 80.
 # markup=False: a subject, reason or argument holding `[/]` is text, never rich markup; the
 # few styled words are built as Text below.
@@ -42,35 +42,97 @@ out = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() e
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEMO_REQUESTER = "demo-operator@signoff.local"
+RUN_STATUSES = ("running", "waiting_approval", *sorted(TERMINAL), SHADOW_STATUS)
+"""Every status a run can have, for `signoff runs --status`."""
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = REFUSED) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 _runners: list[Runner] = []
 """Runners a command opened; closed when it returns, so its stores are flushed and released."""
 
 
-def user_errors(fn: F) -> F:
-    """Turn user-facing errors into `error: ...` and exit 1; close the command's runners."""
+def _close_runners() -> None:
+    """Close every runner a command opened, then raise the first error closing one gave."""
+    errors: list[Exception] = []
+    while _runners:
+        try:
+            _runners.pop().close()
+        except Exception as exc:  # noqa: BLE001 - raised below once the rest are closed
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+def _exit_code_of(exc: Exception) -> tuple[int, str]:
+    """The exit code and the one-line message for an exception a command raised."""
+    if isinstance(exc, BadUsage):
+        return USAGE, str(exc)
+    if isinstance(exc, DamagedData):
+        return DAMAGED, str(exc)
+    if isinstance(exc, SignoffError):
+        return REFUSED, str(exc)
+    if isinstance(exc, sqlite3.DatabaseError | StoreError):
+        return DAMAGED, (f"database error: {_first_line(exc)} (is SIGNOFF_HOME signoff's "
+                         "data directory, with its files intact?)")
+    if isinstance(exc, OSError):
+        where = f" {exc.filename}" if exc.filename else ""
+        return DAMAGED, f"cannot use{where}: {exc.strerror or _first_line(exc)}"
+    return INTERNAL, (f"internal error: {type(exc).__name__}: {_first_line(exc)} (a bug in "
+                      "signoff; SIGNOFF_TRACEBACK=1 shows where)")
+
+
+def guarded(fn: F) -> F:
+    """Run a command so that it ends in one of the exit codes of cli.errors: any exception
+    becomes one `error:` line, never a traceback; the command's runners are closed either way."""
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
-        except SignoffError as exc:
-            fail(str(exc))
-        except sqlite3.DatabaseError as exc:
-            fail(f"database error: {exc} (is SIGNOFF_HOME pointing at signoff's data?)")
-        finally:
-            while _runners:
-                _runners.pop().close()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _close_runners()  # closing flushes the stores, so it can fail too
+        except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if os.environ.get("SIGNOFF_TRACEBACK") == "1":
+                raise
+            code, message = _exit_code_of(exc)
+            fail(message, code)
     return wrapper  # type: ignore[return-value]
 
 
+class GuardedTyper(typer.Typer):
+    """A Typer whose every command runs under `guarded`, so no command can forget it."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:
+        register = super().command(*args, **kwargs)
+
+        def decorator(fn: F) -> F:
+            register(guarded(fn))
+            return fn
+        return decorator
+
+
+app = GuardedTyper(add_completion=False, no_args_is_help=True,
+                   help="signoff: run LLM agents under a policy gate, a verifier and human "
+                        "approval, checkpointed to SQLite.")
+
+
 def home() -> Home:
-    return Home(Path(os.environ.get("SIGNOFF_HOME") or ".signoff").expanduser())
+    """The data directory SIGNOFF_HOME names; DamagedData when it is there but not a directory."""
+    root = Path(os.environ.get("SIGNOFF_HOME") or ".signoff").expanduser()
+    if root.exists() and not root.is_dir():
+        raise DamagedData(f"SIGNOFF_HOME {root} is not a directory")
+    return Home(root)
 
 
 def requester_default() -> str:
@@ -134,7 +196,6 @@ def _demo_approver(policy: Policy | None, record: RunRecord, tenant_id: str) -> 
 
 
 @app.command()
-@user_errors
 def demo(workflow: str = typer.Option("support", help="Workflow whose sample tickets to run."),
          ) -> None:
     """Reset the sample data and run every sample ticket; print a table of outcomes.
@@ -168,7 +229,6 @@ def demo(workflow: str = typer.Option("support", help="Workflow whose sample tic
 
 
 @app.command()
-@user_errors
 def run(ticket: str = typer.Argument(None, help="A sample ticket id, e.g. TKT-1001."),
         text: str = typer.Option(None, "--text", help="Run on this ticket text instead."),
         email: str = typer.Option(None, "--email", help="With --text: the customer's email."),
@@ -201,13 +261,14 @@ def run(ticket: str = typer.Argument(None, help="A sample ticket id, e.g. TKT-10
 
 
 @app.command()
-@user_errors
 def runs(status: str = typer.Option(None, help="Only runs with this status."),
          limit: int = typer.Option(20, min=1, max=1000)) -> None:
     """List recent runs, newest first.
 
     Example: signoff runs --status waiting_approval
     """
+    if status is not None and status not in RUN_STATUSES:
+        raise BadUsage(f"--status must be one of {', '.join(RUN_STATUSES)}, not {status!r}")
     table = Table()
     for column in ("run", "workflow", "ticket", "tenant", "requester", "status"):
         table.add_column(column, no_wrap=True)
@@ -219,7 +280,6 @@ def runs(status: str = typer.Option(None, help="Only runs with this status."),
 
 
 @app.command()
-@user_errors
 def status(run_id: str = typer.Argument(..., help="The run id.")) -> None:
     """Show where a run is and why.
 
@@ -265,7 +325,6 @@ def _decide(run_id: str, payload: dict[str, Any]) -> None:
 
 
 @app.command()
-@user_errors
 def approve(run_id: str = typer.Argument(...),
             as_user: str = typer.Option(..., "--as", help="The approver's identity."),
             reason: str = typer.Option("", "--reason")) -> None:
@@ -277,7 +336,6 @@ def approve(run_id: str = typer.Argument(...),
 
 
 @app.command()
-@user_errors
 def reject(run_id: str = typer.Argument(...),
            as_user: str = typer.Option(..., "--as", help="The approver's identity."),
            reason: str = typer.Option(..., "--reason", help="Why (required).")) -> None:
@@ -289,7 +347,6 @@ def reject(run_id: str = typer.Argument(...),
 
 
 @app.command()
-@user_errors
 def edit(run_id: str = typer.Argument(...),
          as_user: str = typer.Option(..., "--as", help="The approver's identity."),
          args: str = typer.Option(..., "--args", help="JSON object of arguments to change."),
@@ -308,7 +365,6 @@ def edit(run_id: str = typer.Argument(...),
 
 
 @app.command()
-@user_errors
 def resume(run_id: str = typer.Argument(...)) -> None:
     """Continue a run whose process died, from its last checkpoint.
 

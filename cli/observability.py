@@ -14,8 +14,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.errors import BadUsage
+from graph.errors import SignoffError
 from observability.audit import Head, audit_head, verify_audit
-from observability.db import StoreError
 from observability.prices import PriceTable
 from observability.render import render_report
 from observability.report import compute_report
@@ -23,9 +24,8 @@ from observability.retention import purge
 from observability.search import search_traces
 
 
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
+def _bad_usage(message: str) -> NoReturn:
+    raise BadUsage(message)
 
 
 def _parse_time(flag: str, value: str | None) -> datetime | None:
@@ -34,7 +34,7 @@ def _parse_time(flag: str, value: str | None) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        _fail(f"{flag} must be an ISO date or datetime, e.g. 2025-01-31T09:00, got {value!r}")
+        _bad_usage(f"{flag} must be an ISO date or datetime, e.g. 2025-01-31T09:00, got {value!r}")
     # A naive time is local time, as a user typing it would expect.
     return parsed if parsed.tzinfo else parsed.astimezone()
 
@@ -73,20 +73,17 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
 
         Example: signoff traces --customer C-1001 --outcome escalated --since 2025-01-01
         """
-        try:
-            rows = search_traces(
-                home(),
-                run_id=run,
-                customer_id=customer,
-                tool=tool,
-                outcome=outcome,
-                text=text,
-                since=_parse_time("--since", since),
-                until=_parse_time("--until", until),
-                limit=limit,
-            )
-        except StoreError as exc:
-            _fail(str(exc))
+        rows = search_traces(
+            home(),
+            run_id=run,
+            customer_id=customer,
+            tool=tool,
+            outcome=outcome,
+            text=text,
+            since=_parse_time("--since", since),
+            until=_parse_time("--until", until),
+            limit=limit,
+        )
         if as_json:
             for row in rows:
                 typer.echo(json.dumps(row, sort_keys=True))
@@ -119,15 +116,16 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
         """
         try:
             table = PriceTable.from_toml(prices) if prices else None
-            result = compute_report(home(), prices=table)
-        except (StoreError, OSError, ValueError) as exc:
-            _fail(str(exc))
+        except (OSError, ValueError) as exc:
+            raise SignoffError(f"cannot load price table {prices}: {exc}") from None
+        result = compute_report(home(), prices=table)
         if as_json:
             typer.echo(json.dumps(dataclasses.asdict(result), sort_keys=True))
             return
         Console(markup=False).print(render_report(result))
 
-    audit = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+    # The same kind of Typer as `app`, so the audit commands run under its guard too.
+    audit = type(app)(help="The tamper-evident audit log.", no_args_is_help=True)
     app.add_typer(audit, name="audit")
 
     @audit.command("verify")
@@ -143,9 +141,9 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
         """
         try:
             pinned = Head.parse(head) if head is not None else None
-            result = verify_audit(home(), pinned)
-        except (StoreError, ValueError) as exc:
-            _fail(str(exc))
+        except ValueError as exc:
+            _bad_usage(str(exc))
+        result = verify_audit(home(), pinned)
         if not result.ok:
             typer.echo(f"audit log tampered: entry {result.first_bad_seq}: {result.reason}")
             raise typer.Exit(1)
@@ -161,10 +159,7 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
 
         Example: signoff audit head >> /mnt/elsewhere/audit-heads
         """
-        try:
-            typer.echo(str(audit_head(home())))
-        except StoreError as exc:
-            _fail(str(exc))
+        typer.echo(str(audit_head(home())))
 
     @app.command("traces-purge")
     def traces_purge(
@@ -182,10 +177,7 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
 
         Example: signoff traces-purge --older-than-days 90
         """
-        try:
-            result = purge(home(), older_than_days, audit=not keep_audit)
-        except StoreError as exc:
-            _fail(str(exc))
+        result = purge(home(), older_than_days, audit=not keep_audit)
         summary: dict[str, Any] = dataclasses.asdict(result)
         typer.echo(
             f"purged {summary['runs_deleted']} run(s), {summary['events_deleted']} event(s), "

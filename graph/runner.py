@@ -27,7 +27,7 @@ from checkpoints.runs import RunRecord, RunStore, new_lease_owner
 from checkpoints.saver import DURABILITY, open_checkpointer, thread_config
 from graph.approvals import check_decision
 from graph.context import Recorder, RunContext, SampleTicket, Workflow
-from graph.errors import BadDecision, NotWaiting, SignoffError
+from graph.errors import BadDecision, DamagedData, NotWaiting, SignoffError
 from graph.factory import build_graph
 from graph.identity import BadIdentity, normalize_identity
 from graph.models import ModelSettings, make_chat_model, model_name_of
@@ -302,6 +302,7 @@ class Runner:
                 raise NotWaiting(f"run {run_id} is not waiting for a decision "
                                  f"(status: {record.status})")
             workflow = get_workflow(record.workflow)
+            self.require_checkpoints(run_id)
             policy, policy_error = self.load_policy(workflow)
             if policy is None:
                 raise BadDecision(f"cannot accept a decision: {policy_error}")
@@ -326,12 +327,26 @@ class Runner:
                 decision = decision.model_copy(update={"args": merged})
             return self._drive(record, workflow, Command(resume=decision.model_dump()))
 
+    def require_checkpoints(self, run_id: str) -> None:
+        """Raise DamagedData when a run that must have checkpoints (it waits for a decision)
+        has none: checkpoints.db was emptied, truncated or replaced, and driving it would
+        start the graph over on no state."""
+        with self._checkpointer() as saver:
+            if saver.get_tuple(thread_config(run_id)) is None:  # type: ignore[arg-type]
+                raise DamagedData(
+                    f"run {run_id} waits for a decision but {self.home.checkpoints_db} holds "
+                    "no checkpoint of it (the file was emptied, truncated or replaced); "
+                    "restore it from a backup")
+
     def status(self, run_id: str) -> RunRecord:
         return self.runs.get(run_id)
 
     def usage(self, run_id: str) -> Usage | None:
-        """What the run has spent, from its latest checkpoint; None before its first one."""
+        """What the run has spent, from its latest checkpoint; None before its first one.
+        Raises DamagedData for a waiting run whose checkpoints are gone."""
         record = self.runs.get(run_id)  # an unknown run id is a one-line error
+        if record.status == "waiting_approval":
+            self.require_checkpoints(run_id)
         with self._checkpointer() as saver:
             graph = self._compiled(get_workflow(record.workflow), saver)
             values = graph.get_state(thread_config(run_id)).values  # type: ignore[arg-type]
@@ -354,7 +369,7 @@ class Runner:
             ensure_ledger(conn)
         except (OSError, ValueError, sqlite3.DatabaseError) as exc:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise SignoffError(f"cannot open the {workflow.name} database: {message}") from None
+            raise DamagedData(f"cannot open the {workflow.name} database: {message}") from None
         return conn
 
     def _requester_role(self, workflow: Workflow, policy: Policy | None, requester: str,

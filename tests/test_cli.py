@@ -114,8 +114,9 @@ def paused(home: Path) -> str:
     return run_id_in(result.output)
 
 
-def one_line_error(result, expected: str) -> None:  # noqa: ANN001
-    assert result.exit_code == 1, result.output
+def one_line_error(result, expected: str, code: int = 1) -> None:  # noqa: ANN001
+    """One `error:` line holding `expected`; exit 1 (a mistake) or 3 (damaged data)."""
+    assert result.exit_code == code, result.output
     assert "Traceback" not in result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
@@ -183,7 +184,7 @@ def test_missing_or_corrupt_database_is_a_clean_error(home: Path, paused: str,
         expected = "not a signoff support database"
     before = db.read_bytes() if db.exists() and damage != "missing" else None
     result = CliRunner().invoke(app, ["approve", paused, "--as", "lead@acme.example"])
-    one_line_error(result, expected)
+    one_line_error(result, expected, code=3)
     if before is not None:
         assert db.read_bytes() == before
     assert "waiting_approval" in CliRunner().invoke(app, ["status", paused]).output
@@ -192,7 +193,7 @@ def test_missing_or_corrupt_database_is_a_clean_error(home: Path, paused: str,
 def test_corrupt_control_database_is_a_clean_error(home: Path) -> None:
     home.mkdir(parents=True)
     (home / "control.db").write_bytes(b"garbage" * 1000)
-    one_line_error(CliRunner().invoke(app, ["runs"]), "not a usable run registry")
+    one_line_error(CliRunner().invoke(app, ["runs"]), "not a usable run registry", code=3)
 
 
 def test_every_command_has_help_with_an_example() -> None:
@@ -226,6 +227,6 @@ def test_a_corrupt_store_leaves_the_waiting_run_waiting(home: Path, paused: str,
     (home / name).write_bytes(b"\x13garbage" * 500)
     before = counts(home)
     one_line_error(CliRunner().invoke(app, ["approve", paused, "--as", "lead@acme.example"]),
-                   expected)
+                   expected, code=3)
     assert counts(home) == before
     assert "waiting_approval" in CliRunner().invoke(app, ["status", paused]).output
