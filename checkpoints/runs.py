@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS runs (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     lease_owner TEXT,
-    lease_expires REAL
+    lease_expires REAL,
+    models TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status, updated_at);
 CREATE TABLE IF NOT EXISTS kill_switches (
@@ -82,6 +83,9 @@ class RunRecord:
     updated_at: float
     lease_owner: str | None
     lease_expires: float | None
+    models: dict[str, Any] | None = None
+    """The model settings (per role, without secrets) the run started with; None for a run
+    registered before they were recorded."""
 
     @property
     def terminal(self) -> bool:
@@ -125,8 +129,9 @@ class RunStore:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.executescript(SCHEMA)
             columns = {r[1] for r in self.conn.execute("PRAGMA table_info(runs)")}
-            if "requester_role" not in columns:  # a registry written before the column existed
-                self.conn.execute("ALTER TABLE runs ADD COLUMN requester_role TEXT")
+            for column in ("requester_role", "models"):  # a registry written before them
+                if column not in columns:
+                    self.conn.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
         except sqlite3.DatabaseError as exc:
             raise DamagedData(f"{self.path} is not a usable run registry: {exc}") from None
 
@@ -136,16 +141,17 @@ class RunStore:
     def create(self, *, run_id: str, workflow: str, workflow_version: str, tenant_id: str,
                ticket_id: str | None, customer_id: str | None, requester: str,
                policy_version: str | None, inputs: dict[str, Any], lease_owner: str,
-               lease_ttl: float, requester_role: str | None = None) -> None:
+               lease_ttl: float, requester_role: str | None = None,
+               models: dict[str, Any] | None = None) -> None:
         now = self.clock()
         self.conn.execute(
             "INSERT INTO runs (run_id, workflow, workflow_version, tenant_id, ticket_id,"
             " customer_id, requester, requester_role, status, policy_version, inputs,"
-            " created_at, updated_at, lease_owner, lease_expires)"
-            " VALUES (?,?,?,?,?,?,?,?,'running',?,?,?,?,?,?)",
+            " created_at, updated_at, lease_owner, lease_expires, models)"
+            " VALUES (?,?,?,?,?,?,?,?,'running',?,?,?,?,?,?,?)",
             (run_id, workflow, workflow_version, tenant_id, ticket_id, customer_id, requester,
              requester_role, policy_version, json.dumps(inputs), now, now, lease_owner,
-             now + lease_ttl),
+             now + lease_ttl, json.dumps(models) if models is not None else None),
         )
 
     def get(self, run_id: str) -> RunRecord:
@@ -153,7 +159,7 @@ class RunStore:
         if row is None:
             raise RunNotFound(f"no run with id {run_id!r} (see `signoff runs`)")
         data = dict(row)
-        for column in ("pending", "inputs"):
+        for column in ("pending", "inputs", "models"):
             data[column] = json.loads(data[column]) if data[column] else None
         return RunRecord(**data)
 
@@ -179,6 +185,11 @@ class RunStore:
             (status, reason, json.dumps(pending) if pending else None, self.clock(), release,
              release, run_id),
         )
+
+    def set_models(self, run_id: str, models: dict[str, Any]) -> None:
+        """Record the model settings a run goes on under (`resume --with-current-settings`)."""
+        self.conn.execute("UPDATE runs SET models = ?, updated_at = ? WHERE run_id = ?",
+                          (json.dumps(models), self.clock(), run_id))
 
     def acquire_lease(self, run_id: str, owner: str, ttl: float) -> None:
         """Take the run's lease or raise RunBusy; an expired lease, or one whose holder process

@@ -365,12 +365,16 @@ def edit(run_id: str = typer.Argument(...),
 
 
 @app.command()
-def resume(run_id: str = typer.Argument(...)) -> None:
+def resume(run_id: str = typer.Argument(...),
+           with_current_settings: bool = typer.Option(
+               False, "--with-current-settings",
+               help="Go on under today's model settings when they differ from the ones the "
+                    "run started with (refused otherwise).")) -> None:
     """Continue a run whose process died, from its last checkpoint.
 
     Example: signoff resume run-0123456789
     """
-    print_result(make_runner().resume(run_id))
+    print_result(make_runner().resume(run_id, with_current_settings=with_current_settings))
 
 
 def main() -> None:

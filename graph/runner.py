@@ -7,6 +7,7 @@ run's status back to the registry. Everything lives under one data directory (SI
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import time
 import uuid
@@ -245,9 +246,9 @@ class Runner:
                          ticket_id=ticket.ticket_id, customer_id=ticket.customer_id,
                          requester=requester, policy_version=policy.version if policy else None,
                          inputs=dict(inputs), lease_owner=self.owner, lease_ttl=self.lease_ttl,
-                         requester_role=requester_role)
+                         requester_role=requester_role, models=self.model_settings())
         try:
-            return self._drive(self.runs.get(run_id), workflow, inputs)
+            return self._drive(self.runs.get(run_id), workflow, inputs, fresh=True)
         finally:
             self.runs.release_lease(run_id, self.owner)
 
@@ -273,14 +274,29 @@ class Runner:
         return workflow.intake(self._domain_db(workflow), tenant_id=tenant_id, email=email,
                                subject=subject, body=body)
 
-    def resume(self, run_id: str) -> RunResult:
-        """Continue a run whose process died, from its last checkpoint."""
+    def model_settings(self) -> dict[str, Any]:
+        """The planner's and checker's settings as a run records them (no API key)."""
+        return {role: {k: v for k, v in dataclasses.asdict(settings).items() if k != "api_key"}
+                for role, settings in (("planner", self.planner_settings),
+                                       ("checker", self.checker_settings))}
+
+    def resume(self, run_id: str, *, with_current_settings: bool = False) -> RunResult:
+        """Continue a run whose process died, from its last checkpoint. A run that started
+        under other model settings is refused unless `with_current_settings`."""
         with self._leased(run_id) as record:
             if record.status == "waiting_approval":
                 raise NotWaiting(f"run {run_id} is waiting for a human decision; use "
                                  f"`signoff approve|reject|edit {run_id}`")
             if record.terminal or record.status == SHADOW_STATUS:
                 raise NotWaiting(f"run {run_id} already ended: {record.status}")
+            current = self.model_settings()
+            changed = _changed_settings(record.models, current)
+            if changed and not with_current_settings:
+                raise SignoffError(
+                    f"run {run_id} started under other model settings ({'; '.join(changed)}); "
+                    "resume it under the same ones, or pass --with-current-settings")
+            if changed:
+                self.runs.set_models(run_id, current)
             workflow = get_workflow(record.workflow)
             recorder = self._recorder(workflow)
             with self._checkpointer() as saver:
@@ -406,7 +422,46 @@ class Runner:
             self._registries[workflow.name] = workflow.tools(self.tool_faults)
         return self._registries[workflow.name]
 
-    def _drive(self, record: RunRecord, workflow: Workflow, payload: Any) -> RunResult:
+    def _drive(self, record: RunRecord, workflow: Workflow, payload: Any, *,
+               fresh: bool = False) -> RunResult:
+        """Drive the run's graph until it ends or waits. Should that fail on an error, the
+        run is never left "running" with nothing driving it: see `_settle`."""
+        driven: list[bool] = []
+        try:
+            return self._drive_graph(record, workflow, payload, driven)
+        except Exception as exc:
+            try:
+                self._settle(record, workflow, exc, driven=bool(driven) or fresh)
+            except Exception:  # noqa: BLE001 - the registry itself failed; report the cause
+                pass
+            raise
+
+    def _settle(self, record: RunRecord, workflow: Workflow, exc: Exception, *,
+                driven: bool) -> None:
+        """Put a run whose drive failed on `exc` where its checkpoints say it is: still
+        waiting for a decision, or at its end. A run the graph moved on (or a new one that
+        never got going) otherwise ends as failed with the reason; one that was not driven
+        at all (a store failed to open) is left as it was."""
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        reason = f"stopped by an error: {type(exc).__name__}" + (f": {first}" if first else "")
+        try:
+            with self._checkpointer() as saver:
+                snapshot = self._compiled(workflow, saver).get_state(
+                    thread_config(record.run_id))  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001 - the checkpoints cannot tell; the registry can
+            snapshot = None
+        if snapshot is not None and snapshot.interrupts:
+            held, pending = _held(snapshot.interrupts[0].value)
+            self.runs.set_status(record.run_id, "waiting_approval", reason=held,
+                                 pending=pending, release=self.owner)
+        elif driven:
+            self.runs.set_status(record.run_id, "failed", reason=reason, release=self.owner)
+        else:
+            self.runs.set_status(record.run_id, record.status, reason=record.reason,
+                                 pending=record.pending, release=self.owner)
+
+    def _drive_graph(self, record: RunRecord, workflow: Workflow, payload: Any,
+                     driven: list[bool]) -> RunResult:
         policy, policy_error = self.load_policy(workflow)
         planner, checker = self._models(workflow)
         db = self._domain_db(workflow)
@@ -444,6 +499,7 @@ class Runner:
                 renewed = self.clock()
                 held = ""
                 breakpoints = ["execute"] if self.shadow else None
+                driven.append(True)
                 try:
                     while True:
                         for chunk in graph.stream(payload, config,  # type: ignore[call-overload]
@@ -479,10 +535,8 @@ class Runner:
                 reason = (f"shadow: recommends {held} ({gate.get('tier')} by "
                           f"{gate.get('rule_id')}); not executed")
             elif snapshot.interrupts:
-                status, reason = "waiting_approval", "waiting for a human decision"
-                pending = snapshot.interrupts[0].value
-                gate = pending.get("gate") or {}
-                reason = f"held by {gate.get('rule_id')}: {gate.get('reason')}"
+                status = "waiting_approval"
+                reason, pending = _held(snapshot.interrupts[0].value)
             else:
                 status = values.get("outcome") or "failed"
                 reason, pending = values.get("reason"), None
@@ -503,3 +557,19 @@ class Runner:
             if db.in_transaction:
                 db.rollback()  # never leave a half-done transaction on the shared connection
             raise
+
+
+def _held(pending: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The registry's reason and pending for a run waiting at an approval interrupt."""
+    gate = pending.get("gate") or {}
+    return f"held by {gate.get('rule_id')}: {gate.get('reason')}", pending
+
+
+def _changed_settings(started: dict[str, Any] | None, current: dict[str, Any]) -> list[str]:
+    """Each model setting that differs from the run's recorded ones, as `role.name: a -> b`;
+    none for a run registered before settings were recorded."""
+    if started is None:
+        return []
+    return [f"{role}.{name}: {value!r} -> {current[role].get(name)!r}"
+            for role in sorted(current) for name, value in sorted(started.get(role, {}).items())
+            if current[role].get(name) != value]
