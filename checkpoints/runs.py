@@ -45,6 +45,13 @@ CREATE TABLE IF NOT EXISTS runs (
     models TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status, updated_at);
+CREATE TABLE IF NOT EXISTS event_outbox (
+    batch INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    events TEXT NOT NULL,
+    error TEXT NOT NULL,
+    parked_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS kill_switches (
     scope TEXT PRIMARY KEY,
     set_by TEXT NOT NULL,
@@ -224,6 +231,26 @@ class RunStore:
         self.conn.execute(
             "UPDATE runs SET lease_owner = NULL, lease_expires = NULL"
             " WHERE run_id = ? AND lease_owner = ?", (run_id, owner))
+
+    # The event outbox ---------------------------------------------------------------------
+
+    def park_events(self, run_id: str, events: builtins.list[Any], error: str) -> None:
+        """Keep a drive's trace and audit events that could not be written, to write later."""
+        self.conn.execute(
+            "INSERT INTO event_outbox (run_id, events, error, parked_at) VALUES (?,?,?,?)",
+            (run_id, json.dumps(events), error, self.clock()))
+
+    def parked_events(self, run_id: str | None = None) -> builtins.list[
+            tuple[int, str, builtins.list[Any]]]:
+        """(batch, run id, events) of every parked batch (of one run), oldest first."""
+        sql = "SELECT batch, run_id, events FROM event_outbox"
+        rows = self.conn.execute(sql + " WHERE run_id = ? ORDER BY batch", (run_id,)) \
+            if run_id is not None else self.conn.execute(sql + " ORDER BY batch")
+        return [(r[0], r[1], json.loads(r[2])) for r in rows]
+
+    def unpark_events(self, batch: int) -> None:
+        """Drop a parked batch once its events are written."""
+        self.conn.execute("DELETE FROM event_outbox WHERE batch = ?", (batch,))
 
     # Kill switches ------------------------------------------------------------------------
 

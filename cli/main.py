@@ -174,6 +174,8 @@ def print_result(result: RunResult) -> None:
         out.print(f"  held: {proposal.get('tool')} {json.dumps(proposal.get('args'))}")
         out.print(f"  approve: {command_name()} approve {result.run_id} --as APPROVER "
                   "--reason \"...\"")
+    for warning in result.warnings:  # the outcome above stands; this went wrong beside it
+        typer.echo(f"warning: {warning}", err=True)
 
 
 def _demo_approver(policy: Policy | None, record: RunRecord, tenant_id: str) -> str:
@@ -300,6 +302,10 @@ def status(run_id: str = typer.Argument(..., help="The run id.")) -> None:
         out.print(f"decide: {command_name()} approve|reject|edit {r.run_id} --as APPROVER")
     if r.lease_owner:
         out.print(f"held by process {r.lease_owner}{_holder_state(r)}")
+    parked = sum(len(events) for _, _, events in runner.runs.parked_events(r.run_id))
+    if parked:
+        out.print(f"trace and audit: {parked} event(s) not yet written (the stores failed); "
+                  "they wait in the outbox and are written before the next run goes on")
     spent = runner.usage(run_id)
     if spent is not None:
         unpriced = spent.get("unpriced_calls", 0)

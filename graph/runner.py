@@ -36,6 +36,7 @@ from graph.observe import price_fn
 from graph.state import EVENTS, InputState, Ticket, usage_delta
 from graph.text import unreadable_text
 from graph.workflows import get_workflow
+from observability.db import StoreError
 from tools.base import ToolRegistry, validation_summary
 from tools.ledger import ensure_ledger
 from verifiers.gate import Usage
@@ -45,6 +46,8 @@ LEASE_TTL_S = 120.0
 MAX_TICKET_CHARS = 20_000
 MAX_SUBJECT_CHARS = 200
 """Longest free-text ticket intake accepts, for every workflow."""
+STORE_ERRORS = (StoreError, sqlite3.DatabaseError, OSError)
+"""What a damaged or unwritable trace or audit store raises."""
 SHADOW_STATUS = "recommended"
 """How a shadow run ends: at its first mutating proposal, recorded and never executed."""
 
@@ -79,6 +82,9 @@ class RunResult:
     ticket_id: str | None
     usage: Usage | None = None
     """What the run has spent so far: model calls, tokens, tool calls, retries, cost."""
+    warnings: tuple[str, ...] = ()
+    """What went wrong beside the run's outcome (its trace and audit events could not be
+    written and wait in the outbox); the outcome itself stands."""
 
 
 def initial_inputs(run_id: str, ticket: SampleTicket, started_at: float) -> InputState:
@@ -152,7 +158,10 @@ class Runner:
 
     def close(self) -> None:
         for recorder in self._recorders.values():
-            recorder.close()
+            try:
+                recorder.close()
+            except STORE_ERRORS:
+                pass  # a damaged store: what a drive could not write waits in the outbox
         self._recorders.clear()
         self._savers.close()
         self._saver = None
@@ -237,6 +246,9 @@ class Runner:
         except BadIdentity as exc:
             raise SignoffError(f"invalid requester: {exc}") from None
         self._models(workflow)  # an unusable or unpriced model is refused before the run exists
+        recorder = self._recorder(workflow)
+        if recorder is not None:
+            self._flush_outbox(recorder)  # so are stores that still owe earlier events
         policy, _ = self.load_policy(workflow)
         run_id = f"run-{uuid.uuid4().hex[:10]}"
         inputs = initial_inputs(run_id, ticket, self.clock())
@@ -442,8 +454,7 @@ class Runner:
         waiting for a decision, or at its end. A run the graph moved on (or a new one that
         never got going) otherwise ends as failed with the reason; one that was not driven
         at all (a store failed to open) is left as it was."""
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        reason = f"stopped by an error: {type(exc).__name__}" + (f": {first}" if first else "")
+        reason = f"stopped by an error: {type(exc).__name__}: {_first_line(exc)}"
         try:
             with self._checkpointer() as saver:
                 snapshot = self._compiled(workflow, saver).get_state(
@@ -460,12 +471,43 @@ class Runner:
             self.runs.set_status(record.run_id, record.status, reason=record.reason,
                                  pending=record.pending, release=self.owner)
 
+    def _flush_outbox(self, recorder: Recorder) -> None:
+        """Write the events earlier drives parked, oldest first. While they still cannot be
+        written, raise DamagedData before anything runs: fail closed, so no new mutation
+        commits while an earlier one's audit entry is missing."""
+        for batch, _run_id, events in self.runs.parked_events():
+            try:
+                recorder.write(events)
+            except STORE_ERRORS as exc:
+                waiting = len(self.runs.parked_events())
+                raise DamagedData(
+                    f"the trace and audit stores cannot be written ({_first_line(exc)}): "
+                    f"{waiting} batch(es) of earlier events wait in {self.home.runs_db}'s "
+                    "outbox, and no run goes on until they are written; repair or restore "
+                    "traces.db and audit.db") from None
+            self.runs.unpark_events(batch)
+
+    def _write_events(self, recorder: Recorder, run_id: str, events: list[Any]) -> str | None:
+        """Write a drive's events; should the stores fail, park them in the outbox and return
+        the warning to report (what the drive did stands)."""
+        try:
+            recorder.write(events)
+        except STORE_ERRORS as exc:
+            self.runs.park_events(run_id, events, _first_line(exc))
+            return (f"the run's trace and audit events could not be written "
+                    f"({_first_line(exc)}); {len(events)} event(s) wait in "
+                    f"{self.home.runs_db}'s outbox and are written before the next run goes "
+                    "on, once traces.db and audit.db work again")
+        return None
+
     def _drive_graph(self, record: RunRecord, workflow: Workflow, payload: Any,
                      driven: list[bool]) -> RunResult:
         policy, policy_error = self.load_policy(workflow)
         planner, checker = self._models(workflow)
         db = self._domain_db(workflow)
         recorder = self._recorder(workflow)
+        if recorder is not None:
+            self._flush_outbox(recorder)
         try:
             ctx = RunContext(
                 run_id=record.run_id, tenant_id=record.tenant_id, requester=record.requester,
@@ -524,7 +566,7 @@ class Runner:
                     # Should the process die before this, `resume` writes them from the
                     # checkpoint history.
                     if recorder is not None and events:
-                        recorder.write(events)
+                        self._write_events(recorder, record.run_id, events)
                     raise
             values = snapshot.values
             reason: str | None
@@ -544,19 +586,28 @@ class Runner:
                     with recorder.capture() as finish:
                         recorder.finish_run(record.run_id, outcome=status, reason=reason)
                     events.extend(finish)
+            warning = None
             if recorder is not None and events:
-                recorder.write(events)  # one transaction per store for the whole drive
+                # One transaction per store for the whole drive. The outcome is what it is
+                # whether or not this lands: a failed write is a warning, never the result.
+                warning = self._write_events(recorder, record.run_id, events)
             # The drive is over: the status and the lease's release are one committed write (the
             # callers' own release then finds nothing to do).
             self.runs.set_status(record.run_id, status, reason=reason, pending=pending,
                                  release=self.owner)
             return RunResult(run_id=record.run_id, status=status, reason=reason,
                              pending=pending, mutations=values.get("mutations", 0),
-                             ticket_id=record.ticket_id, usage=values.get("usage"))
+                             ticket_id=record.ticket_id, usage=values.get("usage"),
+                             warnings=(warning,) if warning else ())
         except BaseException:
             if db.in_transaction:
                 db.rollback()  # never leave a half-done transaction on the shared connection
             raise
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _held(pending: dict[str, Any]) -> tuple[str, dict[str, Any]]:
