@@ -52,6 +52,12 @@ CREATE TABLE IF NOT EXISTS event_outbox (
     error TEXT NOT NULL,
     parked_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS audit_written (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,
+    entry_hash TEXT NOT NULL,
+    written_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS kill_switches (
     scope TEXT PRIMARY KEY,
     set_by TEXT NOT NULL,
@@ -252,6 +258,17 @@ class RunStore:
         """Drop a parked batch once its events are written."""
         self.conn.execute("DELETE FROM event_outbox WHERE batch = ?", (batch,))
 
+    # The audit log's head, as its writers last saw it ------------------------------------
+
+    def note_audit_head(self, seq: int, entry_hash: str) -> None:
+        """Keep the audit log's head after a write; an older head never replaces a newer one
+        (seq counts every entry ever appended, so it is also the log's length)."""
+        self.conn.execute(
+            "INSERT INTO audit_written (id, seq, entry_hash, written_at) VALUES (1, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq,"
+            " entry_hash = excluded.entry_hash, written_at = excluded.written_at"
+            " WHERE excluded.seq >= audit_written.seq", (seq, entry_hash, self.clock()))
+
     # Kill switches ------------------------------------------------------------------------
 
     def set_kill(self, scope: str, *, by: str, reason: str) -> None:
@@ -275,3 +292,23 @@ class RunStore:
             return None
         what = "all workflows" if row["scope"] == ALL_WORKFLOWS else f"workflow {row['scope']}"
         return f"kill switch for {what} set by {row['set_by']}: {row['reason']}"
+
+
+def audit_head_written(runs_db: Path) -> tuple[int, str] | None:
+    """The audit head the run registry at `runs_db` last kept, read without writing (so a
+    read-only copy of a data directory can be verified); None when it kept none."""
+    if not runs_db.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(f"{runs_db.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+        try:
+            row = conn.execute("SELECT seq, entry_hash FROM audit_written").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return None  # a registry from before heads were kept
+        raise DamagedData(f"{runs_db} is not a usable run registry: {exc}") from None
+    except sqlite3.DatabaseError as exc:
+        raise DamagedData(f"{runs_db} is not a usable run registry: {exc}") from None
+    return (int(row[0]), str(row[1])) if row else None

@@ -14,9 +14,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from checkpoints.runs import RunStore, audit_head_written
 from cli.errors import BadUsage
 from graph.errors import SignoffError
 from observability.audit import Head, audit_head, verify_audit
+from observability.db import AUDIT_FILE
 from observability.prices import PriceTable
 from observability.render import render_report
 from observability.report import compute_report
@@ -135,7 +137,9 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
             help="A head `signoff audit head` printed earlier: also check that entry is "
                  "still there, unchanged.")] = None,
     ) -> None:
-        """Check the audit log's hash chain; exit 1 naming the first bad entry if tampered.
+        """Check the audit log's hash chain, and that it still holds the newest entry the run
+        registry saw written (or the head given); exit 1 naming the first bad entry if
+        tampered, deleted or cut short.
 
         Example: signoff audit verify --head "$(tail -n 1 /mnt/elsewhere/audit-heads)"
         """
@@ -143,11 +147,26 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
             pinned = Head.parse(head) if head is not None else None
         except ValueError as exc:
             _bad_usage(str(exc))
-        result = verify_audit(home(), pinned)
+        kept = audit_head_written(home() / "control.db")
+        registry = Head(*kept) if kept is not None and pinned is None else None
+        if registry is not None and not (home() / AUDIT_FILE).is_file():
+            typer.echo(f"audit log tampered: {home() / AUDIT_FILE} is missing, but the run "
+                       f"registry saw {registry.seq} entries written (head {registry})")
+            raise typer.Exit(1)
+        try:
+            result = verify_audit(home(), pinned or registry)
+        except ValueError:
+            if registry is None:
+                raise
+            # The registry's head was purged since (traces-purge); the chain and its anchor
+            # still show whether what remains is intact.
+            registry, result = None, verify_audit(home())
         if not result.ok:
             typer.echo(f"audit log tampered: entry {result.first_bad_seq}: {result.reason}")
             raise typer.Exit(1)
-        against = f", and holds entry {pinned.seq} of the head given" if pinned else ""
+        against = (f", and holds entry {pinned.seq} of the head given" if pinned else
+                   f", and holds entry {registry.seq}, the newest the run registry saw written"
+                   if registry else "")
         typer.echo(f"audit log intact: {result.entries_checked} entries{against}")
 
     @audit.command("head")
@@ -178,6 +197,13 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
         Example: signoff traces-purge --older-than-days 90
         """
         result = purge(home(), older_than_days, audit=not keep_audit)
+        if not keep_audit and (home() / "control.db").is_file():
+            # The purge logged an entry: the registry keeps the new head, as writers do.
+            store = RunStore(home() / "control.db")
+            try:
+                store.note_audit_head(*audit_head(home()))
+            finally:
+                store.close()
         summary: dict[str, Any] = dataclasses.asdict(result)
         typer.echo(
             f"purged {summary['runs_deleted']} run(s), {summary['events_deleted']} event(s), "

@@ -486,12 +486,21 @@ class Runner:
                     "outbox, and no run goes on until they are written; repair or restore "
                     "traces.db and audit.db") from None
             self.runs.unpark_events(batch)
+            self._note_audit_head(recorder)
+
+    def _note_audit_head(self, recorder: Recorder) -> None:
+        """Keep the audit log's head in the run registry after a write, so a plain `signoff
+        audit verify` notices entries dropped from the log, or the log deleted."""
+        head = getattr(recorder, "audit_head", None)  # a stand-in recorder may keep no log
+        if head is not None:
+            self.runs.note_audit_head(*head())
 
     def _write_events(self, recorder: Recorder, run_id: str, events: list[Any]) -> str | None:
         """Write a drive's events; should the stores fail, park them in the outbox and return
         the warning to report (what the drive did stands)."""
         try:
             recorder.write(events)
+            self._note_audit_head(recorder)
         except STORE_ERRORS as exc:
             self.runs.park_events(run_id, events, _first_line(exc))
             return (f"the run's trace and audit events could not be written "
