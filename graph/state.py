@@ -141,6 +141,11 @@ class AgentState(TypedDict):
     plan_note: NotRequired[str]
     """The planner's final words when it ends the run."""
     first_warning_at: NotRequired[float | None]
+    held_since: NotRequired[float | None]
+    """When the run began waiting for a human decision (verify routed it to approve)."""
+    waited_s: NotRequired[float]
+    """Seconds the run spent waiting for human decisions; the wall-clock budget counts the
+    agent's time only (a hold has its own expiry)."""
     outcome: NotRequired[Outcome]
     reason: NotRequired[str]
     events: Annotated[list[Any], keep_nothing]
