@@ -42,6 +42,8 @@ out = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() e
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEMO_REQUESTER = "demo-operator@signoff.local"
+RUN_ID_WIDTH = len("run-0123456789")
+"""A run id's length: its column never gets narrower, so an id is never cut."""
 RUN_STATUSES = ("running", "waiting_approval", *sorted(TERMINAL), SHADOW_STATUS)
 """Every status a run can have, for `signoff runs --status`."""
 
@@ -171,7 +173,9 @@ def print_result(result: RunResult) -> None:
                             f" ({result.mutations} mutation(s)) - {result.reason or ''}"))
     if result.status == "waiting_approval" and result.pending:
         proposal = result.pending.get("proposal") or {}
-        out.print(f"  held: {proposal.get('tool')} {json.dumps(proposal.get('args'))}")
+        # soft_wrap: the JSON is printed whole on one line, to copy as it is.
+        out.print(f"  held: {proposal.get('tool')} {json.dumps(proposal.get('args'))}",
+                  soft_wrap=True)
         out.print(f"  approve: {command_name()} approve {result.run_id} --as APPROVER "
                   "--reason \"...\"")
     for warning in result.warnings:  # the outcome above stands; this went wrong beside it
@@ -211,7 +215,8 @@ def demo(workflow: str = typer.Option("support", help="Workflow whose sample tic
                             f" {wf.version}, data in {runner.home.root} (sample database reset)"))
     table = Table(show_lines=False)
     for column in ("ticket", "tenant", "outcome", "mutations", "run"):
-        table.add_column(column, no_wrap=True)
+        table.add_column(column, no_wrap=True,
+                         min_width=RUN_ID_WIDTH if column == "run" else None)
     table.add_column("why", overflow="fold")
     waiting: list[tuple[RunResult, SampleTicket]] = []
     for ticket in wf.sample_tickets():
@@ -233,6 +238,9 @@ def demo(workflow: str = typer.Option("support", help="Workflow whose sample tic
 @app.command()
 def run(ticket: str = typer.Argument(None, help="A sample ticket id, e.g. TKT-1001."),
         text: str = typer.Option(None, "--text", help="Run on this ticket text instead."),
+        text_file: str = typer.Option(None, "--text-file", metavar="FILE|-",
+                                      help="Run on the ticket text in FILE (- reads standard "
+                                           "input)."),
         email: str = typer.Option(None, "--email", help="With --text: the customer's email."),
         tenant: str = typer.Option("acme", "--tenant", help="With --text: the tenant."),
         subject: str = typer.Option("Support request", "--subject", help="With --text."),
@@ -241,8 +249,13 @@ def run(ticket: str = typer.Argument(None, help="A sample ticket id, e.g. TKT-10
         ) -> None:
     """Run the agent on one ticket until it ends or waits for a human.
 
-    Example: signoff run TKT-1002   |   signoff run --text "Where is ORD-10005?" --email a@b.c
+    Example: signoff run TKT-1002   |   signoff run --text-file - --email aiko.tanaka@example.com
+    < ticket.txt
     """
+    if text_file is not None:
+        if text is not None:
+            raise BadUsage("give --text or --text-file, not both")
+        text = _read_text_file(text_file)
     wf = get_workflow(workflow)
     runner = make_runner()
     runner.ensure_domain_db(wf)
@@ -262,6 +275,18 @@ def run(ticket: str = typer.Argument(None, help="A sample ticket id, e.g. TKT-10
     print_result(runner.start(wf.name, sample, requester=as_user or requester_default()))
 
 
+def _read_text_file(name: str) -> str:
+    """The ticket text from a file, or standard input for `-`; one line if it cannot be read."""
+    try:
+        if name == "-":
+            return sys.stdin.buffer.read().decode("utf-8")
+        return Path(name).read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise SignoffError(f"cannot read --text-file {name}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SignoffError("the ticket text is not valid UTF-8") from None
+
+
 @app.command()
 def runs(status: str = typer.Option(None, help="Only runs with this status."),
          limit: int = typer.Option(20, min=1, max=1000)) -> None:
@@ -273,7 +298,8 @@ def runs(status: str = typer.Option(None, help="Only runs with this status."),
         raise BadUsage(f"--status must be one of {', '.join(RUN_STATUSES)}, not {status!r}")
     table = Table()
     for column in ("run", "workflow", "ticket", "tenant", "requester", "status"):
-        table.add_column(column, no_wrap=True)
+        table.add_column(column, no_wrap=True,
+                         min_width=RUN_ID_WIDTH if column == "run" else None)
     table.add_column("reason", overflow="fold")
     for r in make_runner().runs.list(status=status, limit=limit):
         table.add_row(r.run_id, r.workflow, r.ticket_id or "", r.tenant_id, r.requester,
@@ -296,7 +322,7 @@ def status(run_id: str = typer.Argument(..., help="The run id.")) -> None:
         out.print(f"why: {r.reason}")
     if r.pending:
         p = r.pending.get("proposal") or {}
-        out.print(f"held action: {p.get('tool')} {json.dumps(p.get('args'))}")
+        out.print(f"held action: {p.get('tool')} {json.dumps(p.get('args'))}", soft_wrap=True)
         verdict = r.pending.get("verdict") or {}
         out.print(f"verifier: {verdict.get('reason', '-')}")
         out.print(f"decide: {command_name()} approve|reject|edit {r.run_id} --as APPROVER")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from checkpoints.runs import RunStore, audit_head_written
 from cli.errors import BadUsage
@@ -73,7 +74,7 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
     ) -> None:
         """Search recorded runs, newest first.
 
-        Example: signoff traces --customer C-1001 --outcome escalated --since 2025-01-01
+        Example: signoff traces --customer CUS-0002 --outcome escalated --since 2026-01-01
         """
         rows = search_traces(
             home(),
@@ -90,7 +91,10 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
             for row in rows:
                 typer.echo(json.dumps(row, sort_keys=True))
             return
-        table = Table("run", "workflow", "customer", "outcome", "reason", "started", "cost")
+        table = Table("workflow", "customer", "outcome", "reason", "started", "cost")
+        # The id is what a reader copies into the next command: never cut, piped or not.
+        table.columns.insert(0, Column("run", no_wrap=True,
+                                       min_width=max([len(r["run_id"]) for r in rows] or [3])))
         for row in rows:
             cost = "" if row["cost_usd"] is None else f"${row['cost_usd']:.4f}"
             table.add_row(
@@ -102,7 +106,7 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
                 _when(row["started_at"]),
                 cost,
             )
-        Console(markup=False).print(table)
+        Console(markup=False, width=None if sys.stdout.isatty() else 120).print(table)
         typer.echo(f"{len(rows)} run(s)")
 
     @app.command("report")

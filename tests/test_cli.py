@@ -230,3 +230,29 @@ def test_a_corrupt_store_leaves_the_waiting_run_waiting(home: Path, paused: str,
                    expected, code=3)
     assert counts(home) == before
     assert "waiting_approval" in CliRunner().invoke(app, ["status", paused]).output
+
+
+def test_a_ticket_text_is_read_from_standard_input(home: Path) -> None:
+    result = CliRunner().invoke(app, ["run", "--text-file", "-", "--email",
+                                      "aiko.tanaka@example.com"],
+                                input="Where is ORD-10005? It never came.\n")
+    assert result.exit_code == 0, result.output
+    assert "customer answered on the ticket" in result.output
+
+
+def test_a_ticket_text_file_that_cannot_be_read_is_one_line(home: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("Où est ORD-10005?".encode("latin-1"))
+    for name, expected in ((str(tmp_path / "missing.txt"), "cannot read --text-file"),
+                           (str(bad), "the ticket text is not valid UTF-8")):
+        result = CliRunner().invoke(app, ["run", "--text-file", name, "--email",
+                                          "aiko.tanaka@example.com"])
+        one_line_error(result, expected)
+
+
+def test_run_ids_are_never_cut_in_traces(home: Path) -> None:
+    ran = CliRunner().invoke(app, ["run", "TKT-1001"])
+    run_id = run_id_in(ran.output)
+    listed = CliRunner().invoke(app, ["traces"])
+    assert listed.exit_code == 0, listed.output
+    assert run_id in listed.output
