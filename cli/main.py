@@ -320,6 +320,12 @@ def status(run_id: str = typer.Argument(..., help="The run id.")) -> None:
     out.print(Text.assemble("status: ", (r.status, "bold")))
     if r.reason:
         out.print(f"why: {r.reason}")
+    kill = runner.runs.kill_reason(r.workflow)
+    if r.terminal and r.reason and "kill switch" in r.reason:
+        out.print("ended by a kill switch")
+    elif kill and not r.terminal:
+        out.print(f"held by a {kill}: nothing this run does commits until it is cleared "
+                  f"(`{command_name()} unkill ...`)", soft_wrap=True)
     if r.pending:
         p = r.pending.get("proposal") or {}
         out.print(f"held action: {p.get('tool')} {json.dumps(p.get('args'))}", soft_wrap=True)
