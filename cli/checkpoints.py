@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from checkpoints.prune import PruneResult, parse_duration, prune_finished
 from cli.errors import BadUsage
+
+if TYPE_CHECKING:  # the checkpointer (LangGraph) loads when `prune` runs, not for --help
+    from checkpoints.prune import PruneResult
 
 
 def _size(n: int) -> str:
@@ -49,6 +51,8 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
 
         Example: signoff prune --older-than 7d
         """
+        from checkpoints.prune import parse_duration, prune_finished
+
         try:
             seconds = parse_duration(older_than)
         except ValueError as exc:

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 import typer
@@ -26,14 +26,12 @@ from rich.text import Text
 
 from checkpoints.runs import TERMINAL, RunRecord, holder_is_dead
 from cli.errors import DAMAGED, INTERNAL, REFUSED, USAGE, BadUsage
-from graph.approvals import check_decision
-from graph.context import SampleTicket
 from graph.errors import BadDecision, DamagedData, SignoffError
-from graph.models import ModelSettings
-from graph.runner import SHADOW_STATUS, Home, Runner, RunResult
-from graph.workflows import get_workflow
-from observability.db import StoreError
-from verifiers.policy import Policy
+
+if TYPE_CHECKING:  # the graph, its models and stores load when a command runs, not for --help
+    from graph.context import SampleTicket
+    from graph.runner import Home, Runner, RunResult
+    from verifiers.policy import Policy
 
 # Piped output (CI logs, README captures) gets a fixed, readable width instead of rich's 80.
 # markup=False: a subject, reason or argument holding `[/]` is text, never rich markup; the
@@ -44,6 +42,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEMO_REQUESTER = "demo-operator@signoff.local"
 RUN_ID_WIDTH = len("run-0123456789")
 """A run id's length: its column never gets narrower, so an id is never cut."""
+SHADOW_STATUS = "recommended"
+"""graph.runner.SHADOW_STATUS, named here so that `--help` needs no graph (a test pins both)."""
 RUN_STATUSES = ("running", "waiting_approval", *sorted(TERMINAL), SHADOW_STATUS)
 """Every status a run can have, for `signoff runs --status`."""
 
@@ -82,6 +82,8 @@ def _exit_code_of(exc: Exception) -> tuple[int, str]:
         return DAMAGED, str(exc)
     if isinstance(exc, SignoffError):
         return REFUSED, str(exc)
+    from observability.db import StoreError
+
     if isinstance(exc, sqlite3.DatabaseError | StoreError):
         return DAMAGED, (f"database error: {_first_line(exc)} (is SIGNOFF_HOME signoff's "
                          "data directory, with its files intact?)")
@@ -134,6 +136,8 @@ def home() -> Home:
     root = Path(os.environ.get("SIGNOFF_HOME") or ".signoff").expanduser()
     if root.exists() and not root.is_dir():
         raise DamagedData(f"SIGNOFF_HOME {root} is not a directory")
+    from graph.runner import Home
+
     return Home(root)
 
 
@@ -142,6 +146,9 @@ def requester_default() -> str:
 
 
 def make_runner() -> Runner:
+    from graph.models import ModelSettings
+    from graph.runner import Runner
+
     env = dict(os.environ)
     try:
         planner = ModelSettings.from_env("planner", env)
@@ -185,6 +192,8 @@ def print_result(result: RunResult) -> None:
 def _demo_approver(policy: Policy | None, record: RunRecord, tenant_id: str) -> str:
     """The first approver in the policy (one of the ticket's tenant first) allowed to decide
     on this run, for the printed approve command."""
+    from graph.approvals import check_decision
+
     if policy is None:
         return "APPROVER"
     ordered = policy.members()
@@ -208,6 +217,8 @@ def demo(workflow: str = typer.Option("support", help="Workflow whose sample tic
 
     Example: signoff demo
     """
+    from graph.workflows import get_workflow
+
     wf = get_workflow(workflow)
     runner = make_runner()
     runner.ensure_domain_db(wf, reset=True)
@@ -256,6 +267,8 @@ def run(ticket: str = typer.Argument(None, help="A sample ticket id, e.g. TKT-10
         if text is not None:
             raise BadUsage("give --text or --text-file, not both")
         text = _read_text_file(text_file)
+    from graph.workflows import get_workflow
+
     wf = get_workflow(workflow)
     runner = make_runner()
     runner.ensure_domain_db(wf)

@@ -18,13 +18,9 @@ from rich.table import Column, Table
 from checkpoints.runs import RunStore, audit_head_written
 from cli.errors import BadUsage
 from graph.errors import SignoffError
-from observability.audit import Head, audit_head, verify_audit
-from observability.db import AUDIT_FILE
-from observability.prices import PriceTable
-from observability.render import render_report
-from observability.report import compute_report
-from observability.retention import purge
-from observability.search import search_traces
+
+# The observability package loads when one of its commands runs, so `signoff --help` stays
+# fast; its names are imported inside each command.
 
 
 def _bad_usage(message: str) -> NoReturn:
@@ -76,6 +72,8 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
 
         Example: signoff traces --customer CUS-0002 --outcome escalated --since 2026-01-01
         """
+        from observability.search import search_traces
+
         rows = search_traces(
             home(),
             run_id=run,
@@ -120,6 +118,10 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
 
         Example: signoff report --prices prices.toml
         """
+        from observability.prices import PriceTable
+        from observability.render import render_report
+        from observability.report import compute_report
+
         try:
             table = PriceTable.from_toml(prices) if prices else None
         except (OSError, ValueError) as exc:
@@ -147,6 +149,9 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
 
         Example: signoff audit verify --head "$(tail -n 1 /mnt/elsewhere/audit-heads)"
         """
+        from observability.audit import Head, verify_audit
+        from observability.db import AUDIT_FILE
+
         try:
             pinned = Head.parse(head) if head is not None else None
         except ValueError as exc:
@@ -182,6 +187,8 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
 
         Example: signoff audit head >> /mnt/elsewhere/audit-heads
         """
+        from observability.audit import audit_head
+
         typer.echo(str(audit_head(home())))
 
     @app.command("traces-purge")
@@ -200,6 +207,9 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
 
         Example: signoff traces-purge --older-than-days 90
         """
+        from observability.audit import audit_head
+        from observability.retention import purge
+
         result = purge(home(), older_than_days, audit=not keep_audit)
         if not keep_audit and (home() / "control.db").is_file():
             # The purge logged an entry: the registry keeps the new head, as writers do.

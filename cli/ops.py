@@ -14,9 +14,8 @@ from cli.evals import register as register_evals
 from cli.main import GuardedTyper, app, home, make_runner, out, requester_default
 from cli.observability import register as register_observability
 from graph.errors import SignoffError
-from graph.workflows import get_workflow, workflow_names
-from verifiers.explain import explain_run, render
-from verifiers.policy import PolicyError, load_policy
+
+# The workflows, policies and explanations load when a command runs, not for --help.
 
 policy_app = GuardedTyper(no_args_is_help=True, help="Check and explain policies.")
 app.add_typer(policy_app, name="policy")
@@ -26,6 +25,8 @@ register_evals(app, lambda: home().root)
 
 
 def _scope(workflow: str | None, all_workflows: bool) -> str:
+    from graph.workflows import get_workflow
+
     if all_workflows == (workflow is not None):
         raise SignoffError("give exactly one of --workflow NAME or --all")
     if workflow is not None:
@@ -81,6 +82,9 @@ def policy_check(file: str = typer.Argument(..., help="Path to a policy TOML fil
 
     Example: signoff policy check verifiers/policies/support.toml
     """
+    from graph.workflows import get_workflow, workflow_names
+    from verifiers.policy import PolicyError, load_policy
+
     if workflow is not None:
         get_workflow(workflow)  # an unknown name is an error, not a skipped check
     try:
@@ -110,6 +114,9 @@ def policy_explain(run_id: str = typer.Argument(..., help="The run id.")) -> Non
 
     Example: signoff policy explain run-0123456789
     """
+    from graph.workflows import get_workflow
+    from verifiers.explain import explain_run, render
+
     runner = make_runner()
     record = runner.runs.get(run_id)  # unknown id -> one-line error
     workflow = get_workflow(record.workflow)

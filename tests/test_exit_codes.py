@@ -231,3 +231,29 @@ def test_an_internal_error_is_4_in_one_line(data: dict[str, str | Path],
     result = invoke(data, ["status", WAITING])
     assert result.exit_code == 4, result.output
     assert one_error_line(result).startswith("error: internal error: KeyError: 'step'")
+
+
+def test_help_loads_no_graph_model_or_store() -> None:
+    """`signoff --help` answers without importing LangGraph, LangChain, the evals or the
+    observability stores (it took seconds when it did); the names the CLI repeats to stay
+    light match the library's."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\n"
+             "from typer.testing import CliRunner\n"
+             "from cli.main import app\n"
+             "assert CliRunner().invoke(app, ['--help']).exit_code == 0\n"
+             "heavy = ('langchain_core', 'langgraph', 'openai', 'evals', 'observability')\n"
+             "print(sorted({m.split('.')[0] for m in sys.modules if m.split('.')[0] in heavy}))\n")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd=ROOT, timeout=60, check=True).stdout.strip()
+    assert loaded == "[]"
+
+    import cli.evals
+    import cli.main
+    import evals.gate
+    import graph.runner
+
+    assert cli.main.SHADOW_STATUS == graph.runner.SHADOW_STATUS
+    assert cli.evals.THRESHOLDS_FILE == evals.gate.THRESHOLDS_FILE
