@@ -244,7 +244,8 @@ class RunStore:
         """Keep a drive's trace and audit events that could not be written, to write later."""
         self.conn.execute(
             "INSERT INTO event_outbox (run_id, events, error, parked_at) VALUES (?,?,?,?)",
-            (run_id, json.dumps(events), error, self.clock()))
+            # default=str: a value JSON cannot hold is kept as text rather than lost with the rest
+            (run_id, json.dumps(events, default=str), error, self.clock()))
 
     def parked_events(self, run_id: str | None = None) -> builtins.list[
             tuple[int, str, builtins.list[Any]]]:

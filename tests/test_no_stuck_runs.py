@@ -128,3 +128,17 @@ def test_resume_under_other_model_settings_says_so_and_refuses(
         assert "api_key" not in runner.runs.get(run_id).models["planner"]
     finally:
         runner.close()
+
+
+def test_a_run_that_cannot_start_leaves_nothing_running(home: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    cli = CliRunner()
+    assert cli.invoke(app, ["runs"]).exit_code == 0  # the data directory exists
+    monkeypatch.setenv("SIGNOFF_PLANNER_PROVIDER", "openai")
+    for name in ("OPENAI_API_KEY", "SIGNOFF_PLANNER_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    result = cli.invoke(app, ["run", "TKT-1001"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("error: an API key is needed for provider 'openai'")
+    with sqlite3.connect(home / "control.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
