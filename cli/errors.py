@@ -1,6 +1,9 @@
 """The exit codes every `signoff` command ends with (README, "Exit codes"). `cli.main.guarded`
 is the one place that turns an exception into one of them."""
 
+from collections.abc import Callable
+from typing import Any
+
 from graph.errors import SignoffError
 
 DONE = 0
@@ -18,3 +21,10 @@ INTERNAL = 4
 
 class BadUsage(SignoffError):
     """A value on the command line that the command cannot use; exits USAGE."""
+
+
+def read_only(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a command that only reads: it works on a read-only data directory (an auditor's
+    copy), reading a private snapshot of it (see cli.main.home)."""
+    fn.read_only = True  # type: ignore[attr-defined]
+    return fn

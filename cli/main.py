@@ -7,12 +7,15 @@ SIGNOFF_USER (who starts runs), SIGNOFF_PLANNER_* and SIGNOFF_CHECKER_* (models)
 
 from __future__ import annotations
 
+import atexit
 import functools
 import getpass
 import json
 import os
+import shutil
 import sqlite3
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from checkpoints.runs import TERMINAL, RunRecord, holder_is_dead
-from cli.errors import DAMAGED, INTERNAL, REFUSED, USAGE, BadUsage
+from cli.errors import DAMAGED, INTERNAL, REFUSED, USAGE, BadUsage, read_only
 from graph.errors import BadDecision, DamagedData, SignoffError
 
 if TYPE_CHECKING:  # the graph, its models and stores load when a command runs, not for --help
@@ -99,10 +102,12 @@ def guarded(fn: F) -> F:
     becomes one `error:` line, never a traceback; the command's runners are closed either way."""
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _reading_only.append(bool(getattr(fn, "read_only", False)))
         try:
             try:
                 return fn(*args, **kwargs)
             finally:
+                _reading_only.pop()
                 _close_runners()  # closing flushes the stores, so it can fail too
         except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort):
             raise
@@ -131,13 +136,38 @@ app = GuardedTyper(add_completion=False, no_args_is_help=True,
                         "approval, checkpointed to SQLite.")
 
 
+_reading_only: list[bool] = []
+"""Whether the command running now only reads (set by `guarded` from `read_only`)."""
+_snapshots: dict[Path, Path] = {}
+
+
+def _snapshot(root: Path) -> Path:
+    """A private copy of a read-only data directory, taken once per process and removed at
+    exit. SQLite cannot open a database on a read-only filesystem the way the stores do (WAL
+    needs its shared-memory file), so read-only commands read the copy: the same data."""
+    if root not in _snapshots:
+        copy = Path(tempfile.mkdtemp(prefix="signoff-readonly-")) / "home"
+        shutil.copytree(root, copy)
+        atexit.register(shutil.rmtree, copy.parent, True)
+        _snapshots[root] = copy
+        typer.echo(f"note: SIGNOFF_HOME {root} is read-only; reading a copy of it", err=True)
+    return _snapshots[root]
+
+
 def home() -> Home:
-    """The data directory SIGNOFF_HOME names; DamagedData when it is there but not a directory."""
+    """The data directory SIGNOFF_HOME names; DamagedData when it is there but not a directory,
+    or read-only for a command that writes."""
     root = Path(os.environ.get("SIGNOFF_HOME") or ".signoff").expanduser()
     if root.exists() and not root.is_dir():
         raise DamagedData(f"SIGNOFF_HOME {root} is not a directory")
     from graph.runner import Home
 
+    if root.is_dir() and not os.access(root, os.W_OK):
+        if not (_reading_only and _reading_only[-1]):
+            raise DamagedData(f"SIGNOFF_HOME {root} is read-only and this command writes to it "
+                              "(runs, status, report, traces, audit verify, audit head and "
+                              "policy explain read a read-only directory)")
+        return Home(_snapshot(root))
     return Home(root)
 
 
@@ -307,6 +337,7 @@ def _read_text_file(name: str) -> str:
 
 
 @app.command()
+@read_only
 def runs(status: str = typer.Option(None, help="Only runs with this status."),
          limit: int = typer.Option(20, min=1, max=1000)) -> None:
     """List recent runs, newest first.
@@ -327,6 +358,7 @@ def runs(status: str = typer.Option(None, help="Only runs with this status."),
 
 
 @app.command()
+@read_only
 def status(run_id: str = typer.Argument(..., help="The run id.")) -> None:
     """Show where a run is and why.
 

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from checkpoints.runs import RunStore, audit_head_written
-from cli.errors import BadUsage
+from cli.errors import BadUsage, read_only
 from graph.errors import SignoffError
 
 # The observability package loads when one of its commands runs, so `signoff --help` stays
@@ -49,6 +49,7 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
     """
 
     @app.command("traces")
+    @read_only
     def traces(
         run: Annotated[str | None, typer.Option("--run", help="Run id.")] = None,
         customer: Annotated[str | None, typer.Option("--customer", help="Customer id.")] = None,
@@ -108,6 +109,7 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
         typer.echo(f"{len(rows)} run(s)")
 
     @app.command("report")
+    @read_only
     def report(
         prices: Annotated[
             Path | None, typer.Option("--prices", help="TOML price table overriding the defaults.")
@@ -137,6 +139,7 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
     app.add_typer(audit, name="audit")
 
     @audit.command("verify")
+    @read_only
     def audit_verify(
         head: Annotated[str | None, typer.Option(
             "--head", metavar="SEQ:HASH",
@@ -179,6 +182,7 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
         typer.echo(f"audit log intact: {result.entries_checked} entries{against}")
 
     @audit.command("head")
+    @read_only
     def audit_head_cmd() -> None:
         """Print the newest entry as SEQ:HASH; keep it where the log's writers cannot write.
 

@@ -10,6 +10,7 @@ import typer
 
 from checkpoints.runs import ALL_WORKFLOWS
 from cli.checkpoints import register as register_checkpoints
+from cli.errors import read_only
 from cli.evals import register as register_evals
 from cli.main import GuardedTyper, app, home, make_runner, out, requester_default
 from cli.observability import register as register_observability
@@ -106,6 +107,7 @@ def policy_check(file: str = typer.Argument(..., help="Path to a policy TOML fil
 
 
 @policy_app.command("explain")
+@read_only
 def policy_explain(run_id: str = typer.Argument(..., help="The run id.")) -> None:
     """Show, step by step, which rule decided each proposal of a run and why: the gate's tier,
     rule and reason, every invariant, the second model's verdict, human decisions (identity,
