@@ -10,15 +10,15 @@ import typer
 
 from checkpoints.runs import ALL_WORKFLOWS
 from cli.checkpoints import register as register_checkpoints
+from cli.errors import read_only
 from cli.evals import register as register_evals
-from cli.main import app, home, make_runner, out, requester_default, user_errors
+from cli.main import GuardedTyper, app, home, make_runner, out, requester_default
 from cli.observability import register as register_observability
 from graph.errors import SignoffError
-from graph.workflows import get_workflow, workflow_names
-from verifiers.explain import explain_run, render
-from verifiers.policy import PolicyError, load_policy
 
-policy_app = typer.Typer(no_args_is_help=True, help="Check and explain policies.")
+# The workflows, policies and explanations load when a command runs, not for --help.
+
+policy_app = GuardedTyper(no_args_is_help=True, help="Check and explain policies.")
 app.add_typer(policy_app, name="policy")
 register_observability(app, lambda: home().root)
 register_checkpoints(app, lambda: home().root)
@@ -26,6 +26,8 @@ register_evals(app, lambda: home().root)
 
 
 def _scope(workflow: str | None, all_workflows: bool) -> str:
+    from graph.workflows import get_workflow
+
     if all_workflows == (workflow is not None):
         raise SignoffError("give exactly one of --workflow NAME or --all")
     if workflow is not None:
@@ -35,7 +37,6 @@ def _scope(workflow: str | None, all_workflows: bool) -> str:
 
 
 @app.command()
-@user_errors
 def kill(workflow: str = typer.Option(None, "--workflow", help="Stop this workflow."),
          all_workflows: bool = typer.Option(False, "--all", help="Stop every workflow."),
          reason: str = typer.Option("stopped by an operator", "--reason"),
@@ -52,7 +53,6 @@ def kill(workflow: str = typer.Option(None, "--workflow", help="Stop this workfl
 
 
 @app.command()
-@user_errors
 def unkill(workflow: str = typer.Option(None, "--workflow"),
            all_workflows: bool = typer.Option(False, "--all")) -> None:
     """Clear a kill switch set with `signoff kill`.
@@ -75,7 +75,6 @@ def _workflow_named_in(file: str) -> str | None:
 
 
 @policy_app.command("check")
-@user_errors
 def policy_check(file: str = typer.Argument(..., help="Path to a policy TOML file."),
                  workflow: str = typer.Option(None, "--workflow",
                                               help="Check tool names against this workflow "
@@ -84,16 +83,18 @@ def policy_check(file: str = typer.Argument(..., help="Path to a policy TOML fil
 
     Example: signoff policy check verifiers/policies/support.toml
     """
+    from graph.workflows import get_workflow, workflow_names
+    from verifiers.policy import PolicyError, load_policy
+
     if workflow is not None:
         get_workflow(workflow)  # an unknown name is an error, not a skipped check
     try:
         # The workflow the file names, read first so that every error (tool and argument
         # names included) is reported in one pass.
         name = workflow or _workflow_named_in(file) or load_policy(file).workflow
-        tools = get_workflow(name).tools() if name in workflow_names() else None
-        known = set(tools.names()) if tools is not None else None
-        policy = load_policy(file, known_tools=known,
-                             tool_args=tools.argument_names() if tools is not None else None)
+        checks = get_workflow(name).policy_checks() if name in workflow_names() else {}
+        known = checks.get("known_tools")
+        policy = load_policy(file, **checks)
     except PolicyError as exc:
         for issue in exc.issues:
             typer.echo(f"error: {exc.format(issue)}", err=True)
@@ -106,7 +107,7 @@ def policy_check(file: str = typer.Argument(..., help="Path to a policy TOML fil
 
 
 @policy_app.command("explain")
-@user_errors
+@read_only
 def policy_explain(run_id: str = typer.Argument(..., help="The run id.")) -> None:
     """Show, step by step, which rule decided each proposal of a run and why: the gate's tier,
     rule and reason, every invariant, the second model's verdict, human decisions (identity,
@@ -114,10 +115,15 @@ def policy_explain(run_id: str = typer.Argument(..., help="The run id.")) -> Non
 
     Example: signoff policy explain run-0123456789
     """
+    from graph.workflows import get_workflow
+    from verifiers.explain import explain_run, render
+
     runner = make_runner()
     record = runner.runs.get(run_id)  # unknown id -> one-line error
     workflow = get_workflow(record.workflow)
     policy, _ = runner.load_policy(workflow)
+    if record.status == "waiting_approval":
+        runner.require_checkpoints(run_id)
     explanation = explain_run(runner.home.checkpoints_db, run_id, policy)
     header = [f"run {record.run_id}: workflow {record.workflow} {record.workflow_version}, "
               f"ticket {record.ticket_id}, tenant {record.tenant_id}, "
@@ -125,5 +131,14 @@ def policy_explain(run_id: str = typer.Argument(..., help="The run id.")) -> Non
               f"policy when it started: {record.policy_version or 'none (invalid or missing)'}"
               f"; in force now: {policy.version if policy else 'none (invalid or missing)'}",
               f"status: {record.status}"]
+    if explanation.checkpoints == 0 and record.terminal:
+        # The registry keeps how it ended; only the step-by-step record is gone.
+        header += ["its checkpoints were pruned (`signoff prune`), so its steps cannot be "
+                   "shown; its traces and audit entries are kept (`signoff traces --run "
+                   f"{record.run_id}`)",
+                   f"outcome: {record.status} - {record.reason or ''}".rstrip(" -")]
+        for line in header:
+            typer.echo(line)
+        return
     for line in render(explanation, header):
         typer.echo(line)

@@ -10,19 +10,19 @@ from __future__ import annotations
 import os
 import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
+from cli.main import GuardedTyper
 from graph.errors import SignoffError
-from tools.base import ToolError
-from tools.payments import store
-from tools.payments.client import ENV_URL, PaymentsClient, PaymentsSettings, write_secret
-from tools.payments.faults import PaymentsFaults
-from tools.payments.server import serve
 
-payments_app = typer.Typer(no_args_is_help=True,
-                           help="The sample payments service (an external API on loopback).")
-credentials_app = typer.Typer(no_args_is_help=True, help="Credentials the tools present.")
+if TYPE_CHECKING:  # the service and its client load when a command runs, not for --help
+    from tools.payments.faults import PaymentsFaults
+
+payments_app = GuardedTyper(no_args_is_help=True,
+                            help="The sample payments service (an external API on loopback).")
+credentials_app = GuardedTyper(no_args_is_help=True, help="Credentials the tools present.")
 
 DEFAULT_SCOPES = ["refunds:write", "refunds:read", "keys:roll"]
 """What create_refund_request needs: create, look up (to reconcile), roll its own key."""
@@ -34,6 +34,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _faults(source: str | None) -> PaymentsFaults | None:
+    from tools.payments.faults import PaymentsFaults
+
     text = source if source is not None else os.environ.get("SIGNOFF_PAYMENTS_FAULTS")
     if not text:
         return None
@@ -43,14 +45,7 @@ def _faults(source: str | None) -> PaymentsFaults | None:
         raise SignoffError(str(exc)) from None
 
 
-def _edge(fn):  # type: ignore[no-untyped-def]
-    from cli.main import user_errors  # cli.main imports this module at its end
-
-    return user_errors(fn)
-
-
 @payments_app.command("serve")
-@_edge
 def payments_serve(port: int = typer.Option(8766, min=0, max=65535),
                    host: str = typer.Option("127.0.0.1", help="Loopback by default."),
                    db: str = typer.Option("payments.db", help="The service's SQLite file."),
@@ -60,6 +55,8 @@ def payments_serve(port: int = typer.Option(8766, min=0, max=65535),
 
     Example: signoff payments serve --port 8766 --db /tmp/payments.db
     """
+    from tools.payments.server import serve
+
     plan = _faults(faults)
     try:
         serve(host, port, Path(db), plan, ready=lambda s: typer.echo(
@@ -71,7 +68,6 @@ def payments_serve(port: int = typer.Option(8766, min=0, max=65535),
 
 
 @payments_app.command("key")
-@_edge
 def payments_key(db: str = typer.Option(..., help="The service's SQLite file."),
                  scope: list[str] = typer.Option(  # noqa: B008 - typer's declaration
                      None, help="Repeatable (default: refunds:write, refunds:read, keys:roll)."),
@@ -80,6 +76,9 @@ def payments_key(db: str = typer.Option(..., help="The service's SQLite file."),
 
     Example: signoff payments key --db /tmp/payments.db --out ~/.config/signoff/payments.key
     """
+    from tools.payments import store
+    from tools.payments.client import write_secret
+
     try:
         conn = store.connect(db)
         try:
@@ -95,13 +94,15 @@ def payments_key(db: str = typer.Option(..., help="The service's SQLite file."),
 
 
 @credentials_app.command("rotate")
-@_edge
 def credentials_rotate(system: str = typer.Argument(..., help="Which credential: payments.")
                        ) -> None:
     """Issue a new key at the API, switch the tools' secrets file to it, revoke the old one.
 
     Example: signoff credentials rotate payments
     """
+    from tools.base import ToolError
+    from tools.payments.client import ENV_URL, PaymentsClient, PaymentsSettings, rotate_key
+
     if system != "payments":
         raise SignoffError(f"unknown credential {system!r} (known: payments)")
     settings = PaymentsSettings.from_env(os.environ)
@@ -110,8 +111,6 @@ def credentials_rotate(system: str = typer.Argument(..., help="Which credential:
     problem = settings.problem()
     if problem:
         raise SignoffError(problem)
-    from tools.payments.client import rotate_key
-
     client = PaymentsClient(settings)
     try:
         rotation = rotate_key(client)

@@ -19,3 +19,8 @@ class NotWaiting(SignoffError):
 
 class BadDecision(SignoffError):
     """An approval, rejection or edit that cannot be accepted."""
+
+
+class DamagedData(SignoffError):
+    """The data directory, or a database in it, is damaged or unusable (empty, truncated, not
+    a database, not a directory); nothing was changed. The CLI exits 3 for it."""

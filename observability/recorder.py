@@ -20,7 +20,7 @@ DECISION_KINDS = frozenset(
     {"gate", "verify_rules", "verify_model", "verify_commit", "approval", "postcheck",
      "fallback", "kill", "completion"}
 )
-OUTCOMES = frozenset({"resolved", "escalated", "blocked", "rejected", "failed"})
+OUTCOMES = frozenset({"resolved", "escalated", "blocked", "rejected", "failed", "refused"})
 WARNING_VERDICTS = frozenset({"yellow", "red", "blocked", "fail", "reject"})
 # A fallback or kill is itself a warning sign when nothing warned before it.
 _STOP_KINDS = frozenset({"fallback", "kill"})
@@ -336,6 +336,10 @@ class Recorder:
         reason_text = self._text(reason)
         at = self._clock()
         self._emit([FINISH, run_id, outcome, reason_text, at])
+
+    def audit_head(self) -> tuple[int, str]:
+        """(seq, entry_hash) of the audit log's newest entry, for its writer to keep."""
+        return self._audit.head()
 
     def close(self) -> None:
         """Checkpoint both databases' WAL into their files and close them."""
