@@ -184,19 +184,10 @@ def run(ticket: str = typer.Argument(None, help="A sample ticket id, e.g. TKT-10
     wf = get_workflow(workflow)
     runner = make_runner()
     runner.ensure_domain_db(wf)
-    if text is not None:
-        if ticket is not None:
-            raise SignoffError("give a sample ticket id or --text, not both")
-        if not email:
-            raise SignoffError("--text needs --email (the customer who wrote it)")
-        sample = runner.intake(wf.name, tenant_id=tenant, email=email, subject=subject, body=text)
-    elif ticket is not None:
-        known = {t.ticket_id: t for t in wf.sample_tickets()}
-        if ticket not in known:
-            raise SignoffError(f"unknown sample ticket {ticket!r} (known: {', '.join(known)})")
-        sample = known[ticket]
-    else:
-        raise SignoffError("give a sample ticket id (e.g. TKT-1001) or --text")
+    if text is not None and not email:
+        raise SignoffError("--text needs --email (the customer who wrote it)")
+    sample = runner.ticket(wf.name, ticket, text=text, email=email, tenant_id=tenant,
+                           subject=subject)
     print_result(runner.start(wf.name, sample, requester=as_user or requester_default()))
 
 

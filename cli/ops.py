@@ -8,14 +8,13 @@ from pathlib import Path
 
 import typer
 
-from checkpoints.runs import ALL_WORKFLOWS
 from cli.checkpoints import register as register_checkpoints
 from cli.evals import register as register_evals
 from cli.main import app, home, make_runner, out, requester_default, user_errors
 from cli.observability import register as register_observability
+from graph.control import explain_lines, kill_scope, scope_name, set_kill
 from graph.errors import SignoffError
 from graph.workflows import get_workflow, workflow_names
-from verifiers.explain import explain_run, render
 from verifiers.policy import PolicyError, load_policy
 
 policy_app = typer.Typer(no_args_is_help=True, help="Check and explain policies.")
@@ -28,10 +27,7 @@ register_evals(app, lambda: home().root)
 def _scope(workflow: str | None, all_workflows: bool) -> str:
     if all_workflows == (workflow is not None):
         raise SignoffError("give exactly one of --workflow NAME or --all")
-    if workflow is not None:
-        get_workflow(workflow)  # unknown names are an error, not a silent no-op
-        return workflow
-    return ALL_WORKFLOWS
+    return kill_scope(workflow, all_workflows)
 
 
 @app.command()
@@ -46,9 +42,8 @@ def kill(workflow: str = typer.Option(None, "--workflow", help="Stop this workfl
     Example: signoff kill --workflow support --reason "refund bug, investigating"
     """
     scope = _scope(workflow, all_workflows)
-    make_runner().runs.set_kill(scope, by=as_user or requester_default(), reason=reason)
-    what = "all workflows" if scope == ALL_WORKFLOWS else f"workflow {scope}"
-    out.print(f"kill switch set for {what}: {reason}")
+    set_kill(make_runner(), scope, by=as_user or requester_default(), reason=reason)
+    out.print(f"kill switch set for {scope_name(scope)}: {reason}")
 
 
 @app.command()
@@ -62,7 +57,7 @@ def unkill(workflow: str = typer.Option(None, "--workflow"),
     scope = _scope(workflow, all_workflows)
     if not make_runner().runs.clear_kill(scope):
         raise SignoffError(f"no kill switch is set for {scope if scope != '*' else '--all'}")
-    out.print(f"kill switch cleared for {'all workflows' if scope == '*' else scope}")
+    out.print(f"kill switch cleared for {scope_name(scope)}")
 
 
 def _workflow_named_in(file: str) -> str | None:
@@ -114,16 +109,5 @@ def policy_explain(run_id: str = typer.Argument(..., help="The run id.")) -> Non
 
     Example: signoff policy explain run-0123456789
     """
-    runner = make_runner()
-    record = runner.runs.get(run_id)  # unknown id -> one-line error
-    workflow = get_workflow(record.workflow)
-    policy, _ = runner.load_policy(workflow)
-    explanation = explain_run(runner.home.checkpoints_db, run_id, policy)
-    header = [f"run {record.run_id}: workflow {record.workflow} {record.workflow_version}, "
-              f"ticket {record.ticket_id}, tenant {record.tenant_id}, "
-              f"started by {record.requester}",
-              f"policy when it started: {record.policy_version or 'none (invalid or missing)'}"
-              f"; in force now: {policy.version if policy else 'none (invalid or missing)'}",
-              f"status: {record.status}"]
-    for line in render(explanation, header):
+    for line in explain_lines(make_runner(), run_id):
         typer.echo(line)

@@ -19,3 +19,7 @@ class NotWaiting(SignoffError):
 
 class BadDecision(SignoffError):
     """An approval, rejection or edit that cannot be accepted."""
+
+
+class StaleDecision(SignoffError):
+    """A decision names a held call that is no longer the one the run waits on."""
