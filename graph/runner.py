@@ -320,12 +320,12 @@ class Runner:
                                          required_roles=held_gate.get("approver_roles"))
             if decision.action == "edit":
                 # An edit names the arguments it changes; the rest stay as held.
-                held = (record.pending or {}).get("proposal") or {}
-                tool = held.get("tool", "")
+                held_call = (record.pending or {}).get("proposal") or {}
+                tool = held_call.get("tool", "")
                 spec = workflow.tools().get(tool)
                 if spec is None:
                     raise BadDecision(f"the held call's tool {tool!r} is unknown")
-                merged = {**(held.get("args") or {}), **(decision.args or {})}
+                merged = {**(held_call.get("args") or {}), **(decision.args or {})}
                 try:
                     spec.parse_args(merged)
                 except ValidationError as exc:
