@@ -352,6 +352,11 @@ def render(r: dict[str, Any]) -> str:
                 table(["journal", "synchronous", "ms per commit", "signoff files"],
                       [[x["journal"], x["synchronous"], f"{x['ms_per_commit']:.3f}",
                         x["used_by"]] for x in cm]), ""]
+    served = OUT / "service.json"  # section 7 is measured by `python -m bench.service`
+    if served.is_file():
+        from bench.service import section
+
+        out += section(json.loads(served.read_text(encoding="utf-8")))
     notes = Path(__file__).resolve().parent / "FINDINGS.md"
     if notes.is_file():
         out += [notes.read_text(encoding="utf-8").rstrip(), ""]
