@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sqlite3
 import tempfile
@@ -95,6 +96,8 @@ def measure(pending: int, decisions: int, lists: int) -> dict[str, Any]:
                 json={"action": "approve", "held_digest": run["held"]["digest"]},
                 headers=lead)) for run in held]
     return {"pending": waiting, "lists": lists, "decisions": decisions,
+            "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "load": os.getloadavg()[0], "nproc": os.cpu_count(),
             "api_list": api_list, "inbox": inbox, "decide": decide}
 
 
@@ -109,7 +112,8 @@ def section(r: dict[str, Any]) -> list[str]:
             "through the ASGI app in process (token check, tenant filter, the role check per "
             "hold, the runner); no network hop. A decision resumes a real held run of TKT-1002 "
             "and drives it to its end (execute with the ledger, postcheck, finish, traces and "
-            "audit).", "",
+            f"audit). Run at {r.get('started', '?')} on {r.get('nproc', '?')} CPUs shared with "
+            f"other work (load average {r.get('load', 0):.1f}).", "",
             table(("request", "p50 ms", "p95 ms", "samples"), rows), ""]
 
 
