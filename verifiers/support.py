@@ -3,7 +3,6 @@ offline second-model argument checker."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,29 +15,15 @@ from graph.models import (
     PROPOSAL_MARK,
     TICKET_MARK,
     ScriptedChatModel,
-    cents_in,
     extract_block,
 )
 from tools.base import ToolContext
 from tools.support import queries
 from verifiers.argument_check import Read, scripted_verdict
+from verifiers.reading import NO_MENTION, Reading, partial_ask, read_ticket
 from verifiers.rules import Check, rule
 
 REFUNDABLE_STATUSES = frozenset({"shipped", "delivered"})
-ORDER_ID = re.compile(r"\bORD-\d{5}\b")
-_ROLES = r"(?:system|assistant|admin|administrator|developer|tool|support|agent|staff|internal)"
-NOT_THE_CUSTOMER = re.compile(rf"^\s*(?:>|\[\s*{_ROLES}\b[^\]]*\]|{_ROLES}\s*:)", re.I)
-"""A line that is not the customer's own words: a quoted earlier message ("> ...") or a line
-that claims a role ("[admin] ...", "SYSTEM: ...", "assistant: ..."), the usual carriers of
-an instruction smuggled into a ticket."""
-NEGATIVE_MONEY = re.compile(r"(-\s*\$|\$\s*-)\s*\d")
-
-
-def customer_words(text: str) -> str:
-    """The ticket's lines that are the customer's own words."""
-    return "\n".join(line for line in text.splitlines() if not NOT_THE_CUSTOMER.match(line))
-
-
 def _money(cents: int) -> str:
     return f"${cents / 100:,.2f}"
 
@@ -188,20 +173,56 @@ class SupportChecker(ScriptedChatModel):
                          if e["tool"] == "lookup_customer" and e.get("result")
                          and str(e["result"].get("email", "")).lower() == email), None)
         customer_id = customer["customer_id"] if customer else None
-        text = f"{ticket.get('subject', '')}\n{ticket.get('body', '')}"
-        mentioned = ORDER_ID.findall(text)
+        reading = read_ticket(str(ticket.get("subject", "")), str(ticket.get("body", "")))
+        mentioned = list(reading.order_ids)
         owned = [e["args"].get("order_id") for e in evidence
                  if e["tool"] == "get_order" and e.get("result")
                  and e["result"].get("customer_id") == customer_id]
         order_id = (args.get("order_id") if args.get("order_id") in (mentioned or owned)
                     else (mentioned or owned or [None])[0])
-        stated = cents_in(text)
+        stated = reading.amounts
         amount = args.get("amount_cents")
         if stated and amount not in stated:
             amount = max(stated)
         elif not stated and not judged_ok:
             amount = None  # nothing asked, nothing the evidence supports
         return {"customer_id": customer_id, "order_id": order_id, "amount_cents": amount}
+
+    @staticmethod
+    def unasked(reading: Reading, text: str) -> str | None:
+        """Why the customer's own words do not ask for this refund, before any evidence is
+        read: no ask, an amount it cannot read, an order reference that is not an id."""
+        if not reading.asks:
+            if reading.why_no_ask == NO_MENTION and MONEY_BACK.search(text):
+                return ("the customer does not ask for money back; only lines presented as "
+                        "another speaker's mention it")
+            return f"the customer does not ask for money back: their words {reading.why_no_ask}"
+        if reading.unclear:
+            return f"{reading.unclear}; a person has to read the ticket"
+        if reading.bad_order_refs:
+            return (f"the ticket names {reading.bad_order_refs[0]!r}, which is not an order id; "
+                    "a person has to tell which order is meant")
+        return None
+
+    @staticmethod
+    def beyond_ask(reading: Reading, order: dict[str, Any], amount: int) -> str | None:
+        """Why the refund is more than the customer asked for on this order: a whole-order
+        amount for a part of it, or a duplicate charge the payments do not show."""
+        order_id = order.get("order_id")
+        if reading.duplicate_charge:
+            captured = [int(p.get("amount_cents", 0)) for p in order.get("payments", [])
+                        if p.get("status") == "captured"]
+            if len(captured) < 2:
+                return (f"the customer says they were charged twice, but order {order_id} "
+                        f"shows {len(captured)} captured payment(s)")
+            if not reading.amounts and amount > max(captured):
+                return (f"a duplicate charge is one payment ({_money(max(captured))}), "
+                        f"not {_money(amount)}")
+        part = partial_ask(reading.own_text, list(order.get("items", [])))
+        if part and not reading.amounts:
+            return (f"amount unclear: the customer asks about part of order {order_id} "
+                    f"({part}), not the whole of it; a person has to set the amount")
+        return None
 
     @staticmethod
     def judge(ticket: dict[str, Any], evidence: list[dict[str, Any]], tool: str,
@@ -223,13 +244,10 @@ class SupportChecker(ScriptedChatModel):
         if tool != "create_refund_request":
             return False, f"no basis to check a call to {tool!r}"
 
-        own = customer_words(text)
-        if origin == "model" and not MONEY_BACK.search(own):
-            return False, ("the customer does not ask for money back" + (
-                "; only quoted or role-tagged lines mention it"
-                if MONEY_BACK.search(text) else ""))
-        if NEGATIVE_MONEY.search(own):
-            return False, "the ticket states a negative amount; a person has to read it"
+        reading = read_ticket(str(ticket.get("subject", "")), str(ticket.get("body", "")))
+        refused = SupportChecker.unasked(reading, text) if origin == "model" else None
+        if refused:
+            return False, refused
         order_id, amount = args.get("order_id"), args.get("amount_cents")
         customer = latest("lookup_customer")
         order = latest("get_order", order_id=order_id)
@@ -239,13 +257,17 @@ class SupportChecker(ScriptedChatModel):
             return False, "the customer looked up is not the one who wrote the ticket"
         if order["customer_id"] != customer["customer_id"]:
             return False, f"order {order_id} is not the ticket customer's order"
-        mentioned = ORDER_ID.findall(text)
+        mentioned = reading.order_ids
         if mentioned and order_id not in mentioned:
             return False, f"the ticket is about {', '.join(mentioned)}, not {order_id}"
         if not isinstance(amount, int) or amount > order["total_cents"] * max(
                 1, len(order.get("payments", []))):
             return False, f"the amount exceeds what was paid for order {order_id}"
-        stated = cents_in(text)
+        if origin == "model":
+            refused = SupportChecker.beyond_ask(reading, order, amount)
+            if refused:
+                return False, refused
+        stated = reading.amounts
         partial = origin == "human_edit" and stated and amount < max(stated)
         if stated and amount not in stated and not partial:
             return False, f"the customer asked for {', '.join(map(_money, stated))}, " \

@@ -26,7 +26,7 @@ from graph.models import (
 )
 
 ORDER_ID = re.compile(r"\bORD-\d{5}\b")
-STATUS = re.compile(r"where is|status|tracking|not (?:yet )?(?:arrived|received)|"
+STATUS = re.compile(r"where is|\bstatus\b|tracking|not (?:yet )?(?:arrived|received)|"
                     r"haven't received|has not arrived", re.I)
 NOT_RECEIVED = re.compile(r"(?:haven't|have not|never|didn't|did not)\s+(?:received|got|gotten)|"
                           r"not (?:yet )?(?:arrived|received)|has not arrived|"
