@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from checkpoints.accounts import Principal, Unauthenticated
@@ -161,7 +162,7 @@ def _edited_args(fields: list[dict[str, Any]], form: dict[str, str]) -> dict[str
 
 @router.post("/runs/{run_id}/decide", response_class=HTMLResponse)
 async def decide(request: Request, run_id: str) -> Response:
-    principal, expected = _session(request)
+    principal, expected = await run_in_threadpool(_session, request)
     form = {key: value for key, value in (await request.form()).items()
             if isinstance(value, str)}
     _check_csrf(expected, form.get("csrf", ""))
@@ -169,18 +170,24 @@ async def decide(request: Request, run_id: str) -> Response:
     if action not in ("approve", "reject", "edit"):
         raise BadRequest("choose approve, reject or edit")
     service = _service(request)
-    with service.lock:
-        record = visible_run(service, principal, run_id)
-        try:
-            args = _edited_args(tool_fields(service, record), form) if action == "edit" else None
-            after = decide_run(service, principal, run_id, action=action,
-                               reason=form.get("reason", ""), args=args,
-                               held=form.get("held", ""))
-        except (SignoffError, ApiError) as exc:
-            error = exc if isinstance(exc, ApiError) else from_library(exc)
-            return _run_page(request, service, principal, expected,
-                             service.runner.runs.get(run_id), error=str(error.detail),
-                             status=error.status_code)
-        done = {"approve": "approved", "reject": "rejected", "edit": "edited"}[action]
-        return _run_page(request, service, principal, expected, after,
-                         notice=f"{done} by {principal.email}: the run is now {after.status}")
+
+    def decide_now() -> Response:
+        with service.lock:
+            record = visible_run(service, principal, run_id)
+            try:
+                args = (_edited_args(tool_fields(service, record), form) if action == "edit"
+                        else None)
+                after = decide_run(service, principal, run_id, action=action,
+                                   reason=form.get("reason", ""), args=args,
+                                   held=form.get("held", ""))
+            except (SignoffError, ApiError) as exc:
+                error = exc if isinstance(exc, ApiError) else from_library(exc)
+                return _run_page(request, service, principal, expected,
+                                 service.runner.runs.get(run_id), error=str(error.detail),
+                                 status=error.status_code)
+            done = {"approve": "approved", "reject": "rejected", "edit": "edited"}[action]
+            return _run_page(request, service, principal, expected, after,
+                             notice=f"{done} by {principal.email}: the run is now {after.status}")
+
+    # A decision drives the run; off the event loop, as the API's sync routes are.
+    return await run_in_threadpool(decide_now)

@@ -234,3 +234,24 @@ def test_cli_goes_through_the_api(home: Path, clock: Clock, tmp_path: Path) -> N
         assert "status: resolved" in approved.stdout
     assert refunds(home) == 1
     assert not (tmp_path / "elsewhere").exists()  # the CLI never opened local stores
+
+
+def test_an_edit_is_gated_and_verified_again_and_the_old_digest_is_stale(
+        api: TestClient, who: dict[str, dict[str, str]], home: Path) -> None:
+    view = held_run(api, who)
+    decide = f"/api/v1/runs/{view['run_id']}/decision"
+    old = view["held"]["digest"]
+    edited = api.post(decide, json={"action": "edit", "held_digest": old,
+                                    "args": {"amount_cents": 9000}}, headers=who["lead"]).json()
+    assert edited["status"] == "waiting_approval"  # still over $50: held again
+    assert edited["held"]["args"]["amount_cents"] == 9000
+    assert edited["held"]["origin"] == "human_edit" and edited["held"]["verdict"]["ok"]
+    assert edited["held"]["digest"] != old
+    # An approval of what was held before the edit must not approve the edited call.
+    assert "no longer holds" in error_of(api.post(decide, json={"action": "approve",
+                                                                 "held_digest": old},
+                                                  headers=who["lead"]), 409)
+    assert refunds(home) == 0
+    done = api.post(decide, json={"action": "approve", "held_digest": edited["held"]["digest"]},
+                    headers=who["lead"]).json()
+    assert done["status"] == "resolved" and refunds(home) == 1
