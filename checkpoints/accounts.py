@@ -124,6 +124,14 @@ class AccountStore:
                           " VALUES (?, ?, ?)", (who, *grant))
         return who
 
+    def remove_grant(self, email: str, *, role: str, tenant_id: str) -> None:
+        """Take `role` for `tenant_id` away from the user; their next request reads it."""
+        who = self._known(email)
+        cur = self.conn.execute("DELETE FROM user_grants WHERE email = ? AND role = ? AND"
+                                " tenant_id = ?", (who, role, tenant_id))
+        if cur.rowcount == 0:
+            raise SignoffError(f"{who} holds no grant {role}@{tenant_id}")
+
     def grants(self, email: str) -> tuple[tuple[str, str], ...]:
         rows = self.conn.execute("SELECT role, tenant_id FROM user_grants WHERE email = ?"
                                  " ORDER BY role, tenant_id", (email,))

@@ -11,6 +11,7 @@ import typer
 
 from checkpoints.accounts import AccountStore
 from cli.main import app, build_runner, home, out, user_errors
+from graph.identity import normalize_identity
 
 users_app = typer.Typer(no_args_is_help=True, help="Users of the service and their roles.")
 tokens_app = typer.Typer(no_args_is_help=True, help="Bearer tokens for the API and the inbox.")
@@ -69,6 +70,24 @@ def users_add(email: str = typer.Argument(..., help="The user's email (their ide
     finally:
         accounts.close()
     out.print(f"user {who}: {grants}")
+
+
+@users_app.command("remove-grant")
+@user_errors
+def users_remove_grant(email: str = typer.Argument(..., help="The user's email."),
+                       role: str = typer.Option(..., "--role"),
+                       tenant: str = typer.Option(..., "--tenant")) -> None:
+    """Take a (role, tenant) grant away; the user's next request no longer holds it.
+
+    Example: signoff users remove-grant lead@acme.example --role support_lead --tenant acme
+    """
+    accounts = _accounts()
+    try:
+        accounts.remove_grant(email, role=role, tenant_id=tenant)
+        grants = ", ".join(f"{r}@{t}" for r, t in accounts.grants(normalize_identity(email)))
+    finally:
+        accounts.close()
+    out.print(f"user {normalize_identity(email)}: {grants or 'no grants'}")
 
 
 @users_app.command("list")

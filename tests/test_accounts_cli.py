@@ -24,6 +24,12 @@ def test_users_and_tokens(home: Path) -> None:
     assert added.exit_code == 0 and "user lead@acme.example: support_lead@acme" in added.stdout
     signoff("users", "add", "lead@acme.example", "--role", "finance", "--tenant", "globex")
     assert "finance@globex, support_lead@acme" in signoff("users", "list").stdout
+    removed = signoff("users", "remove-grant", "lead@acme.example", "--role", "finance",
+                      "--tenant", "globex")
+    assert removed.exit_code == 0 and "user lead@acme.example: support_lead@acme" in removed.stdout
+    one_line_error(signoff("users", "remove-grant", "lead@acme.example", "--role", "finance",
+                           "--tenant", "globex"), "holds no grant finance@globex")
+    signoff("users", "add", "lead@acme.example", "--role", "finance", "--tenant", "globex")
 
     created = signoff("tokens", "create", "lead@acme.example", "--expires-in", "30d")
     assert created.exit_code == 0, created.output
