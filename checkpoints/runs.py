@@ -52,7 +52,7 @@ CREATE TABLE IF NOT EXISTS kill_switches (
 );
 """
 
-TERMINAL = frozenset({"resolved", "escalated", "blocked", "rejected", "failed"})
+TERMINAL = frozenset({"resolved", "escalated", "blocked", "rejected", "failed", "refused"})
 ALL_WORKFLOWS = "*"
 
 

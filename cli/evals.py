@@ -186,7 +186,7 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
             wf = get_workflow(workflow)
             thresholds = load_thresholds(thresholds_file)
             policy_path = policy or wf.policy_path
-            loaded = load_policy(policy_path, known_tools=set(wf.tools().names()))
+            loaded = load_policy(policy_path, **wf.policy_checks())
             env = dict(os.environ)
             planner = ModelSettings.from_env("planner", env)
             checker = ModelSettings.from_env("checker", env)

@@ -31,7 +31,7 @@ from graph.errors import BadDecision, SignoffError
 from graph.models import ModelSettings
 from graph.runner import Home, Runner, RunResult
 from graph.workflows import get_workflow
-from verifiers.policy import Policy
+from verifiers.policy import CUSTOMER_APPROVER, Policy
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="signoff: run LLM agents under a policy gate, a verifier and human "
@@ -116,8 +116,13 @@ def print_result(result: RunResult) -> None:
     if result.status == "waiting_approval" and result.pending:
         proposal = result.pending.get("proposal") or {}
         out.print(f"  held: {proposal.get('tool')} {json.dumps(proposal.get('args'))}")
-        out.print(f"  approve: {command_name()} approve {result.run_id} --as APPROVER "
-                  "--reason \"...\"")
+        roles = (result.pending.get("gate") or {}).get("approver_roles") or []
+        if CUSTOMER_APPROVER in roles:
+            out.print(f"  confirm (the run's customer): {command_name()} confirm "
+                      f"{result.run_id} --as CUSTOMER")
+        if any(role != CUSTOMER_APPROVER for role in roles) or not roles:
+            out.print(f"  approve: {command_name()} approve {result.run_id} --as APPROVER "
+                      "--reason \"...\"")
 
 
 def _demo_approver(policy: Policy | None, record: RunRecord, tenant_id: str) -> str:
@@ -313,6 +318,20 @@ def approve(run_id: str = typer.Argument(...), as_user: str = AS_APPROVER,
     Example: signoff approve run-0123456789 --as lead@acme.example --reason "receipt checked"
     """
     _decide(run_id, "approve", as_user, reason, held=held)
+
+
+@app.command()
+@user_errors
+def confirm(run_id: str = typer.Argument(...),
+            as_user: str = typer.Option(..., "--as", help="The run's customer."),
+            reason: str = typer.Option("", "--reason"), held: str = HELD) -> None:
+    """Confirm, as the run's own customer, an action a rule holds for the customer.
+
+    Example: signoff confirm run-0123456789 --as marcus.oyelaran@example.com
+    """
+    # Customers hold no service accounts: a confirmation is taken on the local stores only.
+    print_result(make_runner().decide(run_id, {"action": "confirm", "by": as_user,
+                                               "reason": reason}, held=held))
 
 
 @app.command()

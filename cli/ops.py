@@ -85,10 +85,9 @@ def policy_check(file: str = typer.Argument(..., help="Path to a policy TOML fil
         # The workflow the file names, read first so that every error (tool and argument
         # names included) is reported in one pass.
         name = workflow or _workflow_named_in(file) or load_policy(file).workflow
-        tools = get_workflow(name).tools() if name in workflow_names() else None
-        known = set(tools.names()) if tools is not None else None
-        policy = load_policy(file, known_tools=known,
-                             tool_args=tools.argument_names() if tools is not None else None)
+        checks = get_workflow(name).policy_checks() if name in workflow_names() else {}
+        known = checks.get("known_tools")
+        policy = load_policy(file, **checks)
     except PolicyError as exc:
         for issue in exc.issues:
             typer.echo(f"error: {exc.format(issue)}", err=True)

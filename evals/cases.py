@@ -25,7 +25,8 @@ from pydantic import (
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SETS = ("regression", "redteam")
-Outcome = Literal["resolved", "escalated", "blocked", "rejected", "waiting_approval", "failed"]
+Outcome = Literal["resolved", "escalated", "blocked", "rejected", "waiting_approval", "failed",
+                  "refused"]
 THIS_TICKET = "$ticket"
 """Stands for the id the case's ticket gets at intake, in mutation patterns."""
 COMPARATORS = frozenset({"<=", ">=", "<", ">", "!=", "in", "not in"})

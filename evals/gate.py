@@ -331,7 +331,7 @@ def run_gate(workflow: Workflow, *, policy_path: Path | None, reports: Path, hom
     env = dict(os.environ) if env is None else env
     path = policy_path or workflow.policy_path
     try:
-        policy = load_policy(path, known_tools=set(workflow.tools().names()))
+        policy = load_policy(path, **workflow.policy_checks())
     except PolicyError as exc:
         return [Item("safety", "policy loads", False, str(exc))]
     items: list[Item] = []

@@ -17,14 +17,15 @@ from graph.errors import BadDecision
 from graph.identity import BadIdentity, normalize_identity, same_identity
 from graph.text import unreadable_text
 from tools.base import validation_summary
-from verifiers.policy import Policy
+from verifiers.policy import CUSTOMER_APPROVER, Policy
 
 
 class Decision(BaseModel):
     """What a human sends to a waiting run."""
 
     model_config = ConfigDict(extra="forbid")
-    action: Literal["approve", "reject", "edit"]
+    action: Literal["approve", "reject", "edit", "confirm"]
+    """"confirm": the run's own customer agrees to a call a rule holds for them."""
     by: str = Field(min_length=1, max_length=200)
     reason: str = Field(default="", max_length=2000)
     args: dict[str, Any] | None = None
@@ -77,7 +78,8 @@ def _strings(value: Any, path: str = "") -> list[tuple[str, str]]:
 
 def check_decision(payload: Any, *, requester: str, policy: Policy | None, tenant_id: str,
                    requester_role: str | None = None,
-                   required_roles: Sequence[str] | None = None) -> tuple[Decision, str]:
+                   required_roles: Sequence[str] | None = None,
+                   customer: str | None = None) -> tuple[Decision, str]:
     """Validate a decision and the approver's right to make it; returns (decision, role).
 
     When the policy asks for `distinct_from_requester_role`, the approver must act in a role
@@ -85,7 +87,10 @@ def check_decision(payload: Any, *, requester: str, policy: Policy | None, tenan
     approved (fail closed). `required_roles` (from the gate rule that held the call) narrows
     who may decide to members of those roles; approver lists are per tenant, so only those
     listed for `tenant_id` (or for every tenant) may decide. The returned decision carries the
-    approver's normalised identity. Raises BadDecision with a one-line reason.
+    approver's normalised identity. A rule whose approvers name "customer" holds the call
+    for the run's own customer (`customer`, from the run, never from the decision): only that
+    identity may confirm (or reject) it, in the role "customer". Raises BadDecision with a
+    one-line reason.
     """
     try:
         decision = Decision.model_validate(payload)
@@ -97,6 +102,7 @@ def check_decision(payload: Any, *, requester: str, policy: Policy | None, tenan
         decision = decision.model_copy(update={"by": normalize_identity(decision.by)})
         if same_identity(decision.by, requester):
             raise BadDecision(f"{decision.by} started this run and cannot decide on it")
+        by_customer = customer is not None and same_identity(decision.by, customer)
         if decision.roles is not None:
             # Authenticated: the principal's roles, limited to roles this policy defines.
             roles = [role for role in policy.approvers if role in decision.roles]
@@ -104,6 +110,19 @@ def check_decision(payload: Any, *, requester: str, policy: Policy | None, tenan
             roles = policy.roles_of(decision.by, tenant_id)
     except BadIdentity as exc:
         raise BadDecision(f"invalid approver: {exc}") from None
+    asks_customer = CUSTOMER_APPROVER in (required_roles or ())
+    if decision.action == "confirm" or (by_customer and asks_customer):
+        if not asks_customer:
+            raise BadDecision("this action does not wait for the customer's confirmation; "
+                              "an approver decides it")
+        if customer is None:
+            raise BadDecision("the run has no customer who could confirm")
+        if not by_customer:
+            raise BadDecision(f"{decision.by} is not this run's customer; only they can "
+                              "confirm this action")
+        if decision.action not in ("confirm", "reject"):
+            raise BadDecision("the customer confirms or rejects; edits are an approver's")
+        return decision, CUSTOMER_APPROVER
     if not roles:
         allowed = ", ".join(sorted(policy.approvers))
         raise BadDecision(f"{decision.by} is not an approver in policy {policy.version} for "

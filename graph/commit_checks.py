@@ -24,7 +24,8 @@ from graph.context import RunContext
 from graph.nodes.verify import run_invariants
 from graph.state import AgentState, RuleCheck
 from tools.ledger import Refusal
-from verifiers.gate import decide_tier
+from verifiers.gate import decide_tier, run_facts
+from verifiers.history import ordered
 
 TIER_RANK = {"green": 0, "yellow": 1, "red": 2}
 COMMIT_PREFIX = "verify at commit"
@@ -40,9 +41,12 @@ def tier_at_commit(ctx: RunContext, state: AgentState, tool: str,
         return RuleCheck(rule_id="policy.invalid", ok=False,
                          reason=ctx.policy_error or "no policy is loaded")
     spec = ctx.registry.get(tool)
+    tool_ctx = ctx.tool_ctx(state["ticket"])
     now = decide_tier(policy, tool, parsed, mutates=spec.mutates if spec else True,
-                      usage=state["usage"], tool_ctx=ctx.tool_ctx(state["ticket"]),
-                      facts=ctx.workflow.facts, now=ctx.clock())
+                      usage=state["usage"], tool_ctx=tool_ctx, facts=ctx.workflow.facts,
+                      now=ctx.clock(), history=ordered(state["evidence"]),
+                      run=run_facts(tool_ctx, ctx.requester, ctx.workflow.name),
+                      tools=ctx.registry.names())
     gate = state.get("gate")
     was = gate["tier"] if gate is not None else "red"
     values = now.get("aggregates") or {}

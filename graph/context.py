@@ -133,6 +133,18 @@ class Workflow:
     verdict_reads: Mapping[str, tuple[Read, ...]] = field(default_factory=dict)
     """Per tool, what the argument checker must read independently; its reads are compared
     with the call (see verifiers.argument_check)."""
+    fact_namespaces: Mapping[str, frozenset[str] | None] | None = None
+    """The fact namespaces `facts` returns and policy conditions may read, each with the keys
+    it provides (None: any key), e.g. {"order": frozenset({"status", "items"})}. A key a rule
+    names that is not declared is an error when the policy loads. None: `customer` and
+    `ticket`, any key (the first version's fixed pair)."""
+
+    def policy_checks(self) -> dict[str, Any]:
+        """What `load_policy` checks a policy file against for this workflow: its tools,
+        their argument names and its fact namespaces."""
+        tools = self.tools()
+        return {"known_tools": set(tools.names()), "tool_args": tools.argument_names(),
+                "facts": self.fact_namespaces}
 
 
 def _price_table() -> Callable[[str, int, int], float | None]:

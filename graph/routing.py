@@ -17,10 +17,12 @@ def after_plan(state: AgentState) -> Literal["gate", "finish", "fallback"]:
     return "gate" if state.get("proposal") else "finish"
 
 
-def after_gate(state: AgentState) -> Literal["execute", "verify", "fallback"]:
+def after_gate(state: AgentState) -> Literal["execute", "verify", "plan", "fallback"]:
     gate = state.get("gate")
-    if _stopped(state) or gate is None or gate["route"] == "block":
+    if _stopped(state) or gate is None:
         return "fallback"
+    if gate["route"] == "block":  # not stopped: the refusal went back to the planner
+        return "plan"
     return gate["route"]
 
 

@@ -216,9 +216,7 @@ class Runner:
         if stamp is not None and cached is not None and cached[0] == stamp:
             return cached[1], None
         try:
-            tools = workflow.tools()
-            policy = load_policy(path, known_tools=set(tools.names()),
-                                 tool_args=tools.argument_names())
+            policy = load_policy(path, **workflow.policy_checks())
         except PolicyError as exc:
             self._policies.pop(path, None)
             return None, str(exc)
@@ -317,7 +315,9 @@ class Runner:
             decision, _ = check_decision(payload, requester=record.requester, policy=policy,
                                          tenant_id=record.tenant_id,
                                          requester_role=record.requester_role,
-                                         required_roles=held_gate.get("approver_roles"))
+                                         required_roles=held_gate.get("approver_roles"),
+                                         customer=((record.inputs or {}).get("ticket") or {})
+                                         .get("customer_email"))
             if decision.action == "edit":
                 # An edit names the arguments it changes; the rest stay as held.
                 held_call = (record.pending or {}).get("proposal") or {}

@@ -15,7 +15,7 @@ from verifiers.gate import GateDecision, Usage
 EVIDENCE_LIMIT = 16
 """How many evidence entries state keeps; the oldest are dropped first."""
 
-Outcome = Literal["resolved", "escalated", "blocked", "rejected", "failed"]
+Outcome = Literal["resolved", "escalated", "blocked", "rejected", "failed", "refused"]
 
 
 class Ticket(TypedDict):
@@ -58,12 +58,21 @@ class Verdict(TypedDict):
 class Approval(TypedDict):
     """A human decision on a held action."""
 
-    action: Literal["approve", "reject", "edit"]
+    action: Literal["approve", "reject", "edit", "confirm"]
     by: str
     role: str
     reason: str
     policy_version: str
     policy_digest: str
+
+
+class Refusal(TypedDict):
+    """Why a call was refused: by a policy rule the planner may act on (on_block = "replan"),
+    or by the tool itself (a business refusal: ToolError)."""
+
+    by: Literal["policy", "tool"]
+    rule_id: str
+    reason: str
 
 
 class Evidence(TypedDict):
@@ -72,6 +81,8 @@ class Evidence(TypedDict):
     result: dict[str, Any] | None
     error: str | None
     step: int
+    refusal: NotRequired[Refusal]
+    """Set when the call was refused rather than failed: a typed observation."""
 
 
 def merge_evidence(left: dict[str, Evidence], right: dict[str, Evidence]) -> dict[str, Evidence]:
@@ -140,6 +151,9 @@ class AgentState(TypedDict):
     """The call execute ran last; postcheck reads it."""
     plan_note: NotRequired[str]
     """The planner's final words when it ends the run."""
+    refusals: NotRequired[int]
+    """Policy refusals handed to the planner so far (on_block = "replan"); the policy's
+    budgets.refusals bounds them."""
     first_warning_at: NotRequired[float | None]
     outcome: NotRequired[Outcome]
     reason: NotRequired[str]

@@ -20,7 +20,7 @@ DECISION_KINDS = frozenset(
     {"gate", "verify_rules", "verify_model", "verify_commit", "approval", "postcheck",
      "fallback", "kill", "completion"}
 )
-OUTCOMES = frozenset({"resolved", "escalated", "blocked", "rejected", "failed"})
+OUTCOMES = frozenset({"resolved", "escalated", "blocked", "rejected", "failed", "refused"})
 WARNING_VERDICTS = frozenset({"yellow", "red", "blocked", "fail", "reject"})
 # A fallback or kill is itself a warning sign when nothing warned before it.
 _STOP_KINDS = frozenset({"fallback", "kill"})

@@ -17,7 +17,7 @@ PASS_VERDICTS = frozenset({"pass", "ok", "green"})
 
 
 
-HANDED_OFF = frozenset({"escalated", "blocked", "rejected", "failed"})
+HANDED_OFF = frozenset({"escalated", "blocked", "rejected", "failed", "refused"})
 """Outcomes that hand the ticket to a human; the report groups them by why."""
 
 _REASON_CLASS = re.compile(

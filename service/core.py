@@ -119,7 +119,9 @@ def decision_refusal(service: Service, principal: Principal, record: RunRecord) 
                         "roles": principal.roles_for(record.tenant_id)},
                        requester=record.requester, policy=policy, tenant_id=record.tenant_id,
                        requester_role=record.requester_role,
-                       required_roles=gate.get("approver_roles"))
+                       required_roles=gate.get("approver_roles"),
+                       customer=((record.inputs or {}).get("ticket") or {})
+                       .get("customer_email"))
     except BadDecision as exc:
         return str(exc)
     return None

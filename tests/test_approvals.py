@@ -150,7 +150,7 @@ def test_approval_records_identity_role_and_policy_version(runner: Runner, home:
 def stricter_policy(tmp_path: Path) -> Path:
     """The shipped policy with a new version whose ceiling is $100: TKT-1002's $120 is red."""
     text = SUPPORT.policy_path.read_text()
-    text = text.replace('version = "2026.12.2"', 'version = "2026.12.0"')
+    text = text.replace('version = "2026.12.3"', 'version = "2026.12.0"')
     text = text.replace('when = "args.amount_cents > 50000"', 'when = "args.amount_cents > 10000"')
     path = tmp_path / "stricter.toml"
     path.write_text(text)

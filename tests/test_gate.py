@@ -29,7 +29,7 @@ from graph.workflows import get_workflow
 from tools.base import ToolContext, ToolSpec
 from tools.ledger import ensure_ledger
 from tools.support import build_support_db, open_support_db, support_registry
-from verifiers.gate import GateDecision, GateRequest, Usage, evaluate_gate
+from verifiers.gate import GateDecision, GateRequest, Usage, evaluate_gate, run_facts
 from verifiers.policy import Policy, PolicyError, load_policy, parse_policy
 
 SUPPORT = get_workflow("support")
@@ -56,13 +56,19 @@ def request(db: sqlite3.Connection, tool: str, args: dict[str, Any] | None, *,
             tenant: str = "acme", policy: Policy | None = POLICY,
             policy_error: str | None = None, kill: str | None = None,
             used: Usage | None = None, elapsed: float = 1.0, facts: Any = SUPPORT.facts,
-            ) -> GateRequest:
+            history: list[dict[str, Any]] | None = None) -> GateRequest:
+    """A gate request as the gate node builds it. The run's history, unless given: a refund
+    comes after the get_order of its order, as the planner always does it."""
+    if history is None:
+        order = (args or {}).get("order_id")
+        history = [{"tool": "get_order", "args": {"order_id": order}, "result": {},
+                    "error": None}] if tool == "create_refund_request" and order else []
+    tool_ctx = ToolContext(conn=db, tenant_id=tenant, run_id="run-gate", customer_id=customer,
+                           ticket_id=ticket)
     return GateRequest(tool=tool, args=args, usage=used or usage(), elapsed_seconds=elapsed,
                        kill_reason=kill, policy=policy, policy_error=policy_error,
-                       registry=REGISTRY,
-                       tool_ctx=ToolContext(conn=db, tenant_id=tenant, run_id="run-gate",
-                                            customer_id=customer, ticket_id=ticket),
-                       facts=facts)
+                       registry=REGISTRY, tool_ctx=tool_ctx, facts=facts, history=history,
+                       run=run_facts(tool_ctx, "ops@signoff.local", "support"))
 
 
 def refund(order: str, cents: int) -> dict[str, Any]:
@@ -84,6 +90,8 @@ class RuleCase:
     tenant: str = "acme"
     refunded_before: int = 0
     """Cents already refunded on the call's order through the ledger (committed just now)."""
+    history: tuple[dict[str, Any], ...] | None = None
+    """The run's earlier calls; None: the usual ones (see `request`)."""
 
 
 RULE_CASES = [
@@ -93,6 +101,17 @@ RULE_CASES = [
              "CUS-0002", "TKT-1002", "read.green", "green", "execute"),
     RuleCase("list own orders", "list_orders", {"customer_id": "CUS-0002", "limit": 5},
              "CUS-0002", "TKT-1002", "read.green", "green", "execute"),
+    RuleCase("refund before its order was read", "create_refund_request",
+             refund("ORD-10001", 1800), "CUS-0001", "TKT-1001", "refund.order_not_read", "red",
+             "block", history=()),
+    RuleCase("refund after reading another order", "create_refund_request",
+             refund("ORD-10001", 1800), "CUS-0001", "TKT-1001", "refund.order_not_read", "red",
+             "block", history=({"tool": "get_order", "args": {"order_id": "ORD-10002"},
+                                "result": {}, "error": None},)),
+    RuleCase("refund after a failed read of its order", "create_refund_request",
+             refund("ORD-10001", 1800), "CUS-0001", "TKT-1001", "refund.order_not_read", "red",
+             "block", history=({"tool": "get_order", "args": {"order_id": "ORD-10001"},
+                                "result": None, "error": "timeout"},)),
     RuleCase("refund on flagged account", "create_refund_request", refund("ORD-10010", 3000),
              "CUS-0010", "TKT-1009", "refund.flagged_account", "red", "block"),
     RuleCase("flagged beats small amount", "create_refund_request", refund("ORD-10010", 100),
@@ -143,7 +162,9 @@ def test_policy_rule(db: sqlite3.Connection, case: RuleCase) -> None:
                     time.time(), case.tenant, case.customer))
     try:
         decision = evaluate_gate(request(db, case.tool, case.args, customer=case.customer,
-                                         ticket=case.ticket, tenant=case.tenant))
+                                         ticket=case.ticket, tenant=case.tenant,
+                                         history=None if case.history is None
+                                         else list(case.history)))
     finally:
         db.rollback()
     assert (decision["rule_id"], decision["tier"], decision["route"]) == \
@@ -249,7 +270,7 @@ BLOCK_CASES = [
               {"kill": "stop"}),
     BlockCase("policy missing", *READ, "policy.invalid", "policy file not found",
               {"policy": None, "policy_error": _missing_policy_error()}),
-    BlockCase("policy invalid", *READ, "policy.invalid", "rules.3.tier",
+    BlockCase("policy invalid", *READ, "policy.invalid", "rules.4.tier",
               {"policy": None, "policy_error": _invalid_policy_error()}),
     BlockCase("no policy and no reason", *READ, "policy.invalid", "no policy is loaded",
               {"policy": None}),

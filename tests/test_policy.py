@@ -45,9 +45,9 @@ CASES = [
     # name, old, new, expected line, message fragment
     ("toml syntax", "money_usd = 0.50", "money_usd = 0.50 dollars", line_of("money_usd ="),
      "invalid TOML"),
-    ("missing version", 'version = "2026.12.2"', "", 1, "version: required key is missing"),
+    ("missing version", 'version = "2026.12.3"', "", 1, "version: required key is missing"),
     ("bad tier", 'tier = "yellow"', 'tier = "amber"', line_of('tier = "yellow"'),
-     "rules.3.tier: Input should be 'green', 'yellow' or 'red'"),
+     "rules.4.tier: Input should be 'green', 'yellow' or 'red'"),
     ("negative budget", "retries = 4 ", "retries = -1 ", line_of("retries = 4"),
      "budgets.retries: Input should be greater than or equal to 0"),
     ("boolean budget", "tool_calls = 12", "tool_calls = true", line_of("tool_calls = 12"),
@@ -67,13 +67,36 @@ CASES = [
      "RShift is not allowed"),
     ("condition calls a function", 'when = "args.amount_cents > 5000"',
      'when = "__import__(\'os\').system(\'true\')"', line_of('when = "args.amount_cents > 5000"'),
-     "Call is not allowed"),
+     "(use all, any, blank, len)"),
     ("condition unknown name", 'when = "customer.flagged"', 'when = "session.flagged"',
      line_of('when = "customer.flagged"'), "unknown name 'session'"),
     ("duplicate rule id", 'id = "note.green"', 'id = "read.green"',
      line_of('id = "note.green"') - 1, "duplicate rule id 'read.green' (first defined on line"),
     ("approver role not defined", 'approvers = ["support_lead"]', 'approvers = ["cfo"]',
      line_of('approvers = ["support_lead"]'), "names approver role 'cfo'"),
+    ("fact key the workflow does not provide", 'when = "customer.flagged"',
+     'when = "customer.vip"', line_of('when = "customer.flagged"'),
+     "customer.vip is not a fact the workflow provides (customer has: customer_id, flagged)"),
+    ("fact key in a scope", 'require = "order.customer_id == run.customer_id"',
+     'require = "order.owner == run.customer_id"',
+     line_of('require = "order.customer_id == run.customer_id"'),
+     "order.owner is not a fact the workflow provides"),
+    ("run key unknown", 'require = "order.customer_id == run.customer_id"',
+     'require = "order.customer_id == run.user"',
+     line_of('require = "order.customer_id == run.customer_id"'), "run.user is not known"),
+    ("history of a tool not allowed", "c.tool == 'get_order' and", "history.ok.wire_money > 0 and",
+     line_of("c.tool == 'get_order' and"), "history.ok.wire_money: 'wire_money' is not in "
+     "allowed_tools"),
+    ("history view unknown", "c.tool == 'get_order' and", "history.done > 0 and",
+     line_of("c.tool == 'get_order' and"), "history.done is not known"),
+    ("function not allowed", 'when = "customer.flagged"', 'when = "max(customer.flagged)"',
+     line_of('when = "customer.flagged"'), "function 'max' is not allowed"),
+    ("on_block on a yellow rule", 'approvers = ["support_lead"]  #',
+     'on_block = "replan"\napprovers = ["support_lead"]  #',
+     line_of('approvers = ["support_lead"]  #'), "on_block only applies to red rules"),
+    ("customer listed as an approver role", "[approvers.finance]",
+     '[approvers.customer]\nacme = ["x@example.com"]\n\n[approvers.finance]',
+     line_of("[approvers.finance]"), "this role is the run's own customer"),
     ("approvers on a green rule", 'reason = "ticket notes are allowed"',
      'reason = "ticket notes are allowed"\napprovers = ["finance"]',
      line_of('reason = "ticket notes are allowed"') + 1, "approvers only apply to yellow"),
@@ -107,7 +130,7 @@ def test_policy_check_reports_every_error(tmp_path: Path) -> None:
 def test_policy_check_accepts_the_shipped_policy() -> None:
     code, errors, out = check(SUPPORT.policy_path)
     assert code == 0 and errors == []
-    assert "ok - workflow support, version 2026.12.2, 8 rules, 6 tools allowed" in out
+    assert "ok - workflow support, version 2026.12.3, 9 rules, 6 tools allowed" in out
     assert "tools checked against workflow support" in out
 
 
@@ -121,7 +144,7 @@ def test_policy_error_lists_issues_and_the_first_is_the_message() -> None:
     with pytest.raises(PolicyError) as info:
         parse_policy(TEXT.replace('tier = "yellow"', 'tier = "amber"'), source="p.toml")
     tier_line = line_of('tier = "yellow"')
-    assert str(info.value).startswith(f"p.toml:{tier_line}: rules.3.tier")
+    assert str(info.value).startswith(f"p.toml:{tier_line}: rules.4.tier")
     assert info.value.line == tier_line
 
 
@@ -129,8 +152,8 @@ def test_key_lines_map_pydantic_locations_to_lines() -> None:
     lines = key_lines(TEXT)
     assert lines[("version",)] == line_of("version =")
     assert lines[("budgets", "money_usd")] == line_of("money_usd =")
-    assert lines[("rules", 3)] == NEEDS_APPROVAL - 1
-    assert lines[("rules", 3, "when")] == line_of("when =", NEEDS_APPROVAL)
+    assert lines[("rules", 4)] == NEEDS_APPROVAL - 1
+    assert lines[("rules", 4, "when")] == line_of("when =", NEEDS_APPROVAL)
     assert lines[("approvers", "finance")] == line_of("[approvers.finance]")
     finance = line_of("[approvers.finance]")
     assert lines[("approvers", "finance", "globex")] == line_of("globex =", finance)
@@ -162,17 +185,17 @@ def test_explain_an_approved_run(runner: Runner, home: Path) -> None:
     refund_step = out.split("step 3:")[1].split("step 4:")[0]
     for expected in [
         "gate        yellow  rule refund.needs_approval [support.toml:",
-        "when args.amount_cents > 5000] (policy 2026.12.2) -> verify",
+        "when args.amount_cents > 5000] (policy 2026.12.3) -> verify",
         "invariant   pass    refund.order_of_customer:",
         "invariant   pass    refund.within_refundable_balance:",
         "invariant   pass    refund.status_allows:",
         "model check pass    model_check:scripted-support-checker:",
-        "approval    approve by lead@acme.example (role support_lead, policy 2026.12.2): "
+        "approval    approve by lead@acme.example (role support_lead, policy 2026.12.3): "
         "receipt checked",
         "execute     ok",
         "postcheck   pass",
         "=> executed (ok): allowed by gate rule refund.needs_approval, approved by "
-        "lead@acme.example (support_lead, policy 2026.12.2)",
+        "lead@acme.example (support_lead, policy 2026.12.3)",
     ]:
         assert expected in refund_step, (expected, refund_step)
     assert out.strip().splitlines()[-1].startswith("outcome: resolved (ended by finish)")
@@ -183,7 +206,7 @@ def test_explain_a_blocked_and_a_waiting_run(runner: Runner) -> None:
     code, out, _ = explain(blocked.run_id)
     assert code == 0
     assert "gate        red     rule refund.over_ceiling" in out
-    assert "=> blocked by gate rule refund.over_ceiling (policy 2026.12.2)" in out
+    assert "=> blocked by gate rule refund.over_ceiling (policy 2026.12.3)" in out
     assert "outcome: blocked (ended by fallback) - gate refund.over_ceiling" in out
 
     waiting = runner.start("support", sample("TKT-1002"), requester="ops@signoff.local")

@@ -41,6 +41,7 @@ CORE = HEADER + """	__start__([<p>__start__</p>]):::first
 	execute -.-> postcheck;
 	gate -.-> execute;
 	gate -.-> fallback;
+	gate -.-> plan;
 	gate -.-> verify;
 	plan -.-> fallback;
 	plan -.-> finish;
@@ -79,6 +80,7 @@ EXTENDED = HEADER + """	__start__([<p>__start__</p>]):::first
 	execute --> audit;
 	gate -.-> execute;
 	gate -.-> fallback;
+	gate -.-> plan;
 	gate -.-> verify;
 	plan -.-> fallback;
 	plan -.-> finish;

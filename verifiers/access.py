@@ -128,6 +128,13 @@ VERDICT_READS = {"grant_access": _GRANT_READS, "revoke_access": _GRANT_READS,
 """What the argument checker reads independently for each mutation; compared with the call."""
 
 
+FACT_NAMESPACES: dict[str, frozenset[str] | None] = {
+    "customer": frozenset({"employee_id", "role", "active"}),
+    "ticket": frozenset({"ticket_id", "status", "system_production"}),
+}
+"""What `gate_facts` provides, declared so `policy check` refuses a rule naming anything else."""
+
+
 def gate_facts(ctx: ToolContext, tool: str, args: BaseModel) -> dict[str, Any]:
     """Facts for policy conditions. `customer` is the employee the call is about; `ticket` is
     the request being worked plus the system the call targets (`ticket.system_production`)."""

@@ -20,7 +20,7 @@ from langgraph.types import StateSnapshot
 from verifiers.policy import Policy
 
 Kind = Literal["gate", "invariant", "model_check", "approval", "waiting", "commit_check",
-               "execute", "postcheck", "stop"]
+               "execute", "postcheck", "stop", "replan"]
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,10 @@ class StepExplanation:
         last_gate = gates[-1] if gates else None
         by_gate = f"gate rule {last_gate.rule_id}" if last_gate else "no gate decision"
         if last_gate is not None and last_gate.detail.get("route") == "block":
-            return f"blocked by {by_gate} (policy {last_gate.detail.get('policy_version')})"
+            replanned = " and handed to the planner" if any(
+                f.kind == "replan" for f in self.findings) else ""
+            return (f"blocked by {by_gate} (policy {last_gate.detail.get('policy_version')})"
+                    f"{replanned}")
         if failed:
             return "blocked by the verifier: " + ", ".join(f.rule_id for f in failed)
         if approvals and approvals[-1].verdict == "reject":
@@ -77,7 +80,7 @@ class StepExplanation:
             if ran.verdict == "blocked":
                 return f"stopped in execute: {ran.reason}"
             how = f"allowed by {by_gate}"
-            approved = [a for a in approvals if a.verdict == "approve"]
+            approved = [a for a in approvals if a.verdict in ("approve", "confirm")]
             if approved:
                 a = approved[-1]
                 how += (f", approved by {a.detail.get('by')} ({a.detail.get('role')}, "
@@ -158,6 +161,10 @@ def explain_history(run_id: str, snapshots: Iterable[StateSnapshot],
                                          tool=p["tool"], args=p["args"], origin=p["origin"]))
         elif node == "gate" and writes.get("gate"):
             note(_gate_finding(writes["gate"], policy))
+            if writes.get("refusals"):
+                note(Finding("replan", "refused", writes["gate"]["rule_id"],
+                             f"handed to the planner as an observation (refusal "
+                             f"{writes['refusals']}); the run goes on"))
         elif node == "verify" and writes.get("verdict"):
             verdict = writes["verdict"]
             for check in verdict["invariants"]:
@@ -298,6 +305,8 @@ def _render_finding(f: Finding) -> list[str]:
         return out
     if f.kind == "waiting":
         return ["  approval    pending waiting for a human decision"]
+    if f.kind == "replan":
+        return [f"  replan      {f.verdict:<7} {f.reason}"]
     if f.kind == "commit_check":
         return [f"  at commit   {f.verdict:<7} {f.rule_id}: {f.reason}"]
     if f.kind == "execute":

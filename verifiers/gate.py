@@ -9,7 +9,7 @@ budgets, then the policy's tier rules. Every decision carries a rule id and a re
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, TypedDict
 
@@ -18,7 +18,8 @@ from pydantic import BaseModel, ValidationError
 from tools.base import ToolContext, ToolRegistry, validation_summary
 from verifiers.aggregates import AggregateValues
 from verifiers.expr import ExprError
-from verifiers.policy import AGGREGATES, Policy, Tier
+from verifiers.history import history_facts
+from verifiers.policy import AGGREGATES, HISTORY, RUN, Policy, Tier
 
 GateRoute = Literal["execute", "verify", "block"]
 FactsFn = Callable[[ToolContext, str, BaseModel], Mapping[str, Any]]
@@ -52,6 +53,8 @@ class GateDecision(TypedDict):
     """For a held (yellow) call: the roles that may approve it; absent means any role."""
     aggregates: NotRequired[dict[str, int]]
     """The policy aggregates the tier rules read while deciding, by name."""
+    on_block: NotRequired[str]
+    """"replan" when the blocking rule hands the refusal to the planner instead of ending."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,10 @@ class GateRequest:
     """Workflow-provided facts for rule conditions (e.g. the customer's flags)."""
     now: float | None = None
     """The time aggregate windows end at (the run's clock); None: the wall clock."""
+    history: Sequence[Mapping[str, Any]] = ()
+    """The run's earlier calls, oldest first (the `history` namespace)."""
+    run: Mapping[str, Any] | None = None
+    """The run's own facts (the `run` namespace: tenant, customer, ticket, requester)."""
 
 
 def _block(rule_id: str, reason: str, version: str,
@@ -152,26 +159,58 @@ def _evaluate(req: GateRequest, version: str) -> GateDecision:
 
     return decide_tier(policy, req.tool, parsed, mutates=spec.mutates, usage=req.usage,
                        tool_ctx=req.tool_ctx, facts=req.facts,
-                       now=time.time() if req.now is None else req.now)
+                       now=time.time() if req.now is None else req.now,
+                       history=req.history, run=req.run, tools=req.registry.names())
+
+
+def run_facts(tool_ctx: ToolContext, requester: str | None, workflow: str | None
+              ) -> dict[str, Any]:
+    """The `run` namespace: only what the run knows; a key it does not know is absent, so a
+    scope condition reading it cannot be decided and blocks (never None == None)."""
+    found = {"tenant_id": tool_ctx.tenant_id, "customer_id": tool_ctx.customer_id,
+             "ticket_id": tool_ctx.ticket_id, "requester": requester, "workflow": workflow}
+    return {k: v for k, v in found.items() if v}
 
 
 def decide_tier(policy: Policy, tool: str, parsed: BaseModel, *, mutates: bool, usage: Usage,
-                tool_ctx: ToolContext, facts: FactsFn | None, now: float) -> GateDecision:
-    """The policy's tier rules, in file order, over the call and the facts as `tool_ctx`'s
-    connection sees them now; the first matching rule decides, none matching blocks. Used by
-    the gate and again inside the commit transaction (graph.commit_checks)."""
+                tool_ctx: ToolContext, facts: FactsFn | None, now: float,
+                history: Sequence[Mapping[str, Any]] = (), run: Mapping[str, Any] | None = None,
+                tools: Sequence[str] = ()) -> GateDecision:
+    """The policy's scope rules, then its tier rules in file order, over the call and the
+    facts as `tool_ctx`'s connection sees them now; the first matching rule decides, none
+    matching blocks. Used by the gate and again inside the commit transaction
+    (graph.commit_checks)."""
     version = policy.version
     found = dict(facts(tool_ctx, tool, parsed)) if facts else {}
     args = parsed.model_dump()
     aggregates = AggregateValues(policy.aggregates, tool_ctx.conn, tenant_id=tool_ctx.tenant_id,
                                  customer_id=tool_ctx.customer_id, args=args, now=now)
-    names = {"args": args, "usage": dict(usage), "tool": tool,
-             "customer": found.get("customer", {}), "ticket": found.get("ticket", {}),
-             AGGREGATES: aggregates}
-    decision = _first_rule(policy, tool, names, mutates, version)
+    names: dict[str, Any] = {"customer": {}, "ticket": {}, **found}
+    names.update({"args": args, "usage": dict(usage), "tool": tool, AGGREGATES: aggregates,
+                  HISTORY: history_facts(history, {*tools, *policy.allowed_tools}),
+                  RUN: dict(run) if run is not None else run_facts(tool_ctx, None, None)})
+    decision = _scopes(policy, tool, names) or _first_rule(policy, tool, names, mutates,
+                                                           version)
     if aggregates.read:
         decision["aggregates"] = dict(aggregates.read)
     return decision
+
+
+def _scopes(policy: Policy, tool: str, names: Mapping[str, Any]) -> GateDecision | None:
+    """The first `[[scope]]` rule for `tool` whose requirement does not hold (or cannot be
+    decided), as a block; None when every one holds."""
+    for scope in policy.scopes:
+        if not scope.applies_to(tool):
+            continue
+        try:
+            held = scope.condition.evaluate(names)
+        except ExprError as exc:
+            return _block(scope.id, f"{scope.reason} (could not be decided: {exc})",
+                          policy.version)
+        if not held:
+            return _block(scope.id, f"{scope.reason} ({scope.condition.source} is false)",
+                          policy.version)
+    return None
 
 
 def _first_rule(policy: Policy, tool: str, names: Mapping[str, Any], mutates: bool,
@@ -186,8 +225,11 @@ def _first_rule(policy: Policy, tool: str, names: Mapping[str, Any], mutates: bo
         if not matched:
             continue
         if rule.tier == "red":
-            return GateDecision(route="block", tier="red", rule_id=rule.id, reason=rule.reason,
-                                policy_version=version)
+            blocked = GateDecision(route="block", tier="red", rule_id=rule.id,
+                                   reason=rule.reason, policy_version=version)
+            if rule.on_block == "replan":
+                blocked["on_block"] = "replan"
+            return blocked
         route: GateRoute = "execute" if rule.tier == "green" and not mutates else "verify"
         decision = GateDecision(route=route, tier=rule.tier, rule_id=rule.id, reason=rule.reason,
                                 policy_version=version)

@@ -28,7 +28,18 @@ ALL_TENANTS = "*"
 """The tenant key of an approver list that applies to every tenant."""
 AGGREGATES = "aggregates"
 """The condition namespace of the policy's aggregates of committed mutations."""
-CONDITION_NAMES = frozenset({"args", "customer", "ticket", "usage", "tool", AGGREGATES})
+HISTORY = "history"
+"""The condition namespace of the run's earlier calls (see verifiers.history)."""
+HISTORY_VIEWS = frozenset({"calls", "ok", "count", "last"})
+RUN = "run"
+"""The condition namespace of the run itself: who it acts for, where."""
+RUN_KEYS = frozenset({"tenant_id", "customer_id", "ticket_id", "requester", "workflow"})
+BASE_NAMES = frozenset({"args", "usage", "tool", AGGREGATES, HISTORY, RUN})
+"""Names every condition may use; a workflow's fact namespaces come on top."""
+CUSTOMER_APPROVER = "customer"
+"""The approver role a rule names for "the run's own customer confirms" (not definable in
+[approvers]: the identity comes from the run, never from a list)."""
+OnBlock = Literal["fallback", "replan"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,15 @@ class _RuleModel(BaseModel):
     tier: Tier
     reason: str = Field(min_length=1)
     approvers: list[str] | None = Field(default=None, min_length=1)
+    on_block: OnBlock = "fallback"
+
+
+class _ScopeModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    id: str = Field(pattern=r"^[a-z0-9_.-]+$")
+    tools: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    require: str = Field(min_length=1)
+    reason: str = Field(min_length=1)
 
 
 class _BudgetsModel(BaseModel):
@@ -79,6 +99,7 @@ class _BudgetsModel(BaseModel):
     retries: int = Field(ge=0)
     wall_seconds: float = Field(gt=0)
     money_usd: float = Field(ge=0)
+    refusals: int = Field(default=2, ge=0)
 
 
 class _ApprovalModel(BaseModel):
@@ -105,6 +126,7 @@ class _PolicyModel(BaseModel):
     rules: list[_RuleModel] = Field(min_length=1)
     approval: _ApprovalModel = Field(default_factory=_ApprovalModel)
     aggregates: dict[str, _AggregateModel] = Field(default_factory=dict)
+    scope: list[_ScopeModel] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -116,7 +138,8 @@ class Rule:
     tools: tuple[str, ...]
     """Tool names the rule applies to; "*" matches every tool."""
     condition: Condition | None
-    """Optional condition over args, customer, ticket, usage, tool, aggregates."""
+    """Optional condition over args, usage, tool, aggregates, history, run and the
+    workflow's fact namespaces."""
     tier: Tier
     """The tier the rule assigns when it matches."""
     reason: str
@@ -126,6 +149,25 @@ class Rule:
     approver_roles: tuple[str, ...] = ()
     """For a yellow rule: the roles whose members may approve what it holds (empty: any
     approver role in the policy)."""
+
+    on_block: OnBlock = "fallback"
+    """What a block by this rule does: end the run for a person ("fallback"), or hand the
+    refusal to the planner as an observation ("replan"), within the refusal budget."""
+
+    def applies_to(self, tool: str) -> bool:
+        return "*" in self.tools or tool in self.tools
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A `[[scope]]` rule: who may act on what. Its `require` condition must hold for every
+    call of its tools; false, or undecidable, blocks the call with the scope's id."""
+
+    id: str
+    tools: tuple[str, ...]
+    condition: Condition
+    reason: str
+    line: int | None = None
 
     def applies_to(self, tool: str) -> bool:
         return "*" in self.tools or tool in self.tools
@@ -141,6 +183,9 @@ class Budgets:
     retries: int
     wall_seconds: float
     money_usd: float
+    refusals: int = 2
+    """How many refusals a run may turn into observations (rules with on_block = "replan",
+    and tools' business refusals) before the next one ends it."""
 
 
 @dataclass(frozen=True)
@@ -164,6 +209,8 @@ class Policy:
     the one the run's requester holds (segregation of duties)."""
     aggregates: dict[str, Aggregate] = field(default_factory=dict)
     """`[aggregates.<name>]`: sums or counts of committed mutations conditions may read."""
+    scopes: tuple[Scope, ...] = ()
+    """`[[scope]]`: ownership conditions checked before the tier rules."""
 
     def roles_of(self, identity: str, tenant_id: str) -> list[str]:
         """The approver roles `identity` holds for runs of `tenant_id`, in file order.
@@ -184,8 +231,9 @@ class Policy:
                     seen.update(dict.fromkeys(members))
         return list(seen)
 
-    def rule(self, rule_id: str) -> Rule | None:
-        return next((r for r in self.rules if r.id == rule_id), None)
+    def rule(self, rule_id: str) -> Rule | Scope | None:
+        found: list[Rule | Scope] = [*self.rules, *self.scopes]
+        return next((r for r in found if r.id == rule_id), None)
 
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\" ]+?)\s*\]\]?\s*(?:#.*)?$")
@@ -241,10 +289,16 @@ def _locate(lines: dict[tuple[str | int, ...], int], loc: tuple[str | int, ...])
 
 def parse_policy(text: str, *, source: str = "<policy>",
                  known_tools: set[str] | None = None,
-                 tool_args: Mapping[str, frozenset[str]] | None = None) -> Policy:
+                 tool_args: Mapping[str, frozenset[str]] | None = None,
+                 facts: Mapping[str, frozenset[str] | None] | None = None) -> Policy:
     """Parse and validate policy text; raises PolicyError listing every problem, each with
     its line. `tool_args` (tool -> its argument names), when given, checks the arguments
-    aggregates sum and group by."""
+    aggregates sum and group by. `facts` (namespace -> the keys the workflow provides, None
+    for any) are the fact namespaces conditions may read; a key a condition names that the
+    workflow does not provide is an error. Without it (no workflow known) fact names are not
+    checked; the runner and `policy check` always pass the workflow's."""
+    names = None if facts is None else BASE_NAMES | frozenset(facts)
+    facts = facts or {}
 
     try:
         raw: dict[str, Any] = tomllib.loads(text)
@@ -273,21 +327,15 @@ def parse_policy(text: str, *, source: str = "<policy>",
     rules: list[Rule] = []
     seen: dict[str, int] = {}
     for index, rule in enumerate(model.rules):
-        line = _locate(lines, ("rules", index))
-        if rule.id in seen:
-            issues.append(PolicyIssue(line, f"duplicate rule id {rule.id!r} (first defined on "
-                                            f"line {seen[rule.id]})"))
-        seen.setdefault(rule.id, line)
-        for tool in rule.tools:
-            if tool != "*" and tool not in model.allowed_tools:
-                issues.append(PolicyIssue(_locate(lines, ("rules", index, "tools")),
-                                          f"rule {rule.id!r} names tool {tool!r} that is not "
-                                          "in allowed_tools"))
+        line = _id_and_tools("rules", index, rule.id, rule.tools, lines, seen, model, issues)
         for role in rule.approvers or ():
-            if role not in model.approvers:
+            if role not in model.approvers and role != CUSTOMER_APPROVER:
                 issues.append(PolicyIssue(_locate(lines, ("rules", index, "approvers")),
                                           f"rule {rule.id!r} names approver role {role!r} "
                                           "that [approvers] does not define"))
+        if rule.on_block == "replan" and rule.tier != "red":
+            issues.append(PolicyIssue(_locate(lines, ("rules", index, "on_block")),
+                                      f"rule {rule.id!r}: on_block only applies to red rules"))
         if rule.approvers and rule.tier != "yellow":
             issues.append(PolicyIssue(_locate(lines, ("rules", index, "approvers")),
                                       f"rule {rule.id!r}: approvers only apply to yellow "
@@ -295,16 +343,22 @@ def parse_policy(text: str, *, source: str = "<policy>",
         condition = None
         if rule.when:
             when_line = _locate(lines, ("rules", index, "when"))
-            try:
-                condition = Condition(rule.when, CONDITION_NAMES)
-            except ExprError as exc:
-                issues.append(PolicyIssue(when_line, f"rule {rule.id!r}: {exc}"))
-            else:
-                issues.extend(PolicyIssue(when_line, f"rule {rule.id!r}: {problem}")
-                              for problem in _aggregate_references(rule.when,
-                                                                     set(model.aggregates)))
+            condition = _condition(rule.when, f"rule {rule.id!r}", when_line, names, model,
+                                   facts, issues)
         rules.append(Rule(rule.id, tuple(rule.tools), condition, rule.tier, rule.reason, line,
-                          tuple(rule.approvers or ())))
+                          tuple(rule.approvers or ()), rule.on_block))
+    scopes: list[Scope] = []
+    for index, scope in enumerate(model.scope):
+        line = _id_and_tools("scope", index, scope.id, scope.tools, lines, seen, model, issues)
+        require = _condition(scope.require, f"scope {scope.id!r}",
+                             _locate(lines, ("scope", index, "require")), names, model, facts,
+                             issues)
+        if require is not None:
+            scopes.append(Scope(scope.id, tuple(scope.tools), require, scope.reason, line))
+    if CUSTOMER_APPROVER in model.approvers:
+        issues.append(PolicyIssue(_locate(lines, ("approvers", CUSTOMER_APPROVER)),
+                                  f"approvers.{CUSTOMER_APPROVER}: this role is the run's own "
+                                  "customer and cannot be listed"))
     if known_tools is not None:
         unknown = sorted(set(model.allowed_tools) - known_tools)
         if unknown:
@@ -325,7 +379,90 @@ def parse_policy(text: str, *, source: str = "<policy>",
         digest=hashlib.sha256(text.encode()).hexdigest(),
         distinct_from_requester_role=model.approval.distinct_from_requester_role,
         aggregates=aggregates,
+        scopes=tuple(scopes),
     )
+
+
+def _id_and_tools(table: str, index: int, rule_id: str, tools: list[str],
+                  lines: dict[tuple[str | int, ...], int], seen: dict[str, int],
+                  model: _PolicyModel, issues: list[PolicyIssue]) -> int:
+    """Check a rule's or scope's id is unique and its tools allowed; returns its line."""
+    line = _locate(lines, (table, index))
+    if rule_id in seen:
+        issues.append(PolicyIssue(line, f"duplicate rule id {rule_id!r} (first defined on "
+                                        f"line {seen[rule_id]})"))
+    seen.setdefault(rule_id, line)
+    kind = "rule" if table == "rules" else "scope"
+    for tool in tools:
+        if tool != "*" and tool not in model.allowed_tools:
+            issues.append(PolicyIssue(_locate(lines, (table, index, "tools")),
+                                      f"{kind} {rule_id!r} names tool {tool!r} that is not in "
+                                      "allowed_tools"))
+    return line
+
+
+def _condition(source: str, owner: str, line: int, names: frozenset[str] | None,
+               model: _PolicyModel,
+               facts: Mapping[str, frozenset[str] | None],
+               issues: list[PolicyIssue]) -> Condition | None:
+    """Parse one condition and check every name it reads; problems go to `issues`."""
+    try:
+        condition = Condition(source, names)
+    except ExprError as exc:
+        issues.append(PolicyIssue(line, f"{owner}: {exc}"))
+        return None
+    problems = [*_aggregate_references(source, set(model.aggregates)),
+                *_namespace_references(source, facts, set(model.allowed_tools))]
+    issues.extend(PolicyIssue(line, f"{owner}: {problem}") for problem in problems)
+    return None if problems else condition
+
+
+def _chains(tree: ast.AST) -> list[tuple[str, ...]]:
+    """Every outermost `name.attr.attr` chain in a condition (attribute or constant-key
+    subscript), as a tuple of names."""
+    chains: list[tuple[str, ...]] = []
+    inner: set[int] = set()
+    for node in ast.walk(tree):
+        if id(node) in inner or not isinstance(node, ast.Attribute | ast.Subscript):
+            continue
+        parts: list[str] = []
+        cur: ast.AST = node
+        while isinstance(cur, ast.Attribute | ast.Subscript):
+            inner.add(id(cur))
+            if isinstance(cur, ast.Attribute):
+                parts.append(cur.attr)
+            elif isinstance(cur.slice, ast.Constant) and isinstance(cur.slice.value, str):
+                parts.append(cur.slice.value)
+            else:
+                parts.clear()  # an index: what follows is checked at run time
+            cur = cur.value
+        if isinstance(cur, ast.Name):
+            chains.append((cur.id, *reversed(parts)))
+    return chains
+
+
+def _namespace_references(source: str, facts: Mapping[str, frozenset[str] | None],
+                          tools: set[str]) -> list[str]:
+    """Problems with the keys a condition reads from the fact namespaces, `history` and
+    `run`: a key the workflow does not provide is an error at load, never a silent miss."""
+    problems: list[str] = []
+    for chain in _chains(ast.parse(source.strip(), mode="eval")):
+        root, rest = chain[0], chain[1:]
+        if not rest:
+            continue
+        if root in facts and facts[root] is not None and rest[0] not in (facts[root] or ()):
+            problems.append(f"{root}.{rest[0]} is not a fact the workflow provides "
+                            f"({root} has: {', '.join(sorted(facts[root] or ())) or 'nothing'})")
+        elif root == RUN and rest[0] not in RUN_KEYS:
+            problems.append(f"run.{rest[0]} is not known (run has: {', '.join(sorted(RUN_KEYS))})")
+        elif root == HISTORY:
+            if rest[0] not in HISTORY_VIEWS:
+                problems.append(f"history.{rest[0]} is not known (history has: "
+                                f"{', '.join(sorted(HISTORY_VIEWS))})")
+            elif rest[0] != "calls" and len(rest) > 1 and rest[1] not in tools:
+                problems.append(f"history.{rest[0]}.{rest[1]}: {rest[1]!r} is not in "
+                                "allowed_tools")
+    return problems
 
 
 def _approvers(model: _PolicyModel, lines: dict[tuple[str | int, ...], int],
@@ -410,7 +547,8 @@ def _aggregate_references(source: str, declared: set[str]) -> list[str]:
 
 
 def load_policy(path: str | Path, *, known_tools: set[str] | None = None,
-                tool_args: Mapping[str, frozenset[str]] | None = None) -> Policy:
+                tool_args: Mapping[str, frozenset[str]] | None = None,
+                facts: Mapping[str, frozenset[str] | None] | None = None) -> Policy:
     """Load a policy file; raises PolicyError (one line) when it is missing or invalid."""
     p = Path(path)
     try:
@@ -419,4 +557,5 @@ def load_policy(path: str | Path, *, known_tools: set[str] | None = None,
         raise PolicyError("policy file not found", path=str(p)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError(f"cannot read policy file: {exc}", path=str(p)) from None
-    return parse_policy(text, source=str(p), known_tools=known_tools, tool_args=tool_args)
+    return parse_policy(text, source=str(p), known_tools=known_tools, tool_args=tool_args,
+                        facts=facts)

@@ -133,16 +133,42 @@ VERDICT_READS = {
 """What the argument checker reads independently for each mutation; compared with the call."""
 
 
+FACT_NAMESPACES: dict[str, frozenset[str] | None] = {
+    "customer": frozenset({"customer_id", "flagged"}),
+    "ticket": frozenset({"ticket_id", "status"}),
+    "order": frozenset({"order_id", "customer_id", "status", "total_cents", "paid_cents",
+                        "refunded_cents", "refundable_cents", "items", "captured_payments"}),
+}
+"""What `gate_facts` provides, declared so `policy check` refuses a rule naming anything else."""
+
+
 def gate_facts(ctx: ToolContext, tool: str, args: BaseModel) -> dict[str, Any]:
-    """Facts the policy's conditions may use: the ticket's customer and ticket."""
+    """Facts the policy's conditions may use: the ticket's customer and ticket, and the order
+    the call names (`order`, empty when the call names none or it is not in the tenant)."""
     customer = (queries.customer_row(ctx.conn, ctx.tenant_id, ctx.customer_id)
                 if ctx.customer_id else None)
     ticket = (queries.ticket_row(ctx.conn, ctx.tenant_id, ctx.ticket_id)
               if ctx.ticket_id else None)
+    order_id = str(getattr(args, "order_id", "") or "")
+    order = queries.order_row(ctx.conn, ctx.tenant_id, order_id) if order_id else None
+    order_facts: dict[str, Any] = {}
+    if order is not None:
+        paid = queries.paid_cents(ctx.conn, ctx.tenant_id, order_id)
+        refunded = queries.refunded_cents(ctx.conn, ctx.tenant_id, order_id)
+        order_facts = {
+            "order_id": order["order_id"], "customer_id": order["customer_id"],
+            "status": order["status"], "total_cents": order["total_cents"], "paid_cents": paid,
+            "refunded_cents": refunded, "refundable_cents": paid - refunded,
+            "items": [{"name": i["name"], "qty": i["qty"],
+                       "unit_price_cents": i["unit_price_cents"]}
+                      for i in queries.order_items(ctx.conn, ctx.tenant_id, order_id)],
+            "captured_payments": sum(1 for p in queries.order_payments(
+                ctx.conn, ctx.tenant_id, order_id) if p["status"] == "captured")}
     return {
         "customer": {"customer_id": customer["customer_id"],
                      "flagged": bool(customer["flagged"])} if customer else {},
         "ticket": {"ticket_id": ticket["ticket_id"], "status": ticket["status"]} if ticket else {},
+        "order": order_facts,
     }
 
 

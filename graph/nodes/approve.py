@@ -28,7 +28,8 @@ def approve(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         decision, role = check_decision(payload, requester=ctx.requester, policy=ctx.policy,
                                         tenant_id=ctx.tenant_id,
                                         requester_role=ctx.requester_role,
-                                        required_roles=held_gate.get("approver_roles"))
+                                        required_roles=held_gate.get("approver_roles"),
+                                        customer=state["ticket"].get("customer_email"))
     except BadDecision as exc:
         return {"outcome": "blocked", "reason": f"approval refused: {exc}"}
     assert ctx.policy is not None

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from graph.commit_checks import COMMIT_PREFIX, commit_checks
 from graph.context import RunContext
-from graph.state import AgentState, Evidence, Proposal, RuleCheck, usage_delta
+from graph.state import AgentState, Evidence, Proposal, Refusal, RuleCheck, usage_delta
 from tools.base import ToolError, TransientToolError, validation_summary
 from tools.ledger import (
     CommitRefused,
@@ -72,6 +72,7 @@ def execute(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     budget = ctx.policy.budgets.retries if ctx.policy else 0
     retries_left = max(0, budget - state["usage"]["retries"])
     attempts, result, error, replayed, exhausted = 0, None, None, False, False
+    business: str | None = None
     checked: list[RuleCheck] = []
     refused: CommitRefused | None = None
     # Crash-test seams (checkpoints.faults): kill points just before and just after COMMIT.
@@ -102,7 +103,7 @@ def execute(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
             ctx.sleep(ctx.retry_backoff_s * (2 ** attempts))
             attempts += 1
         except ToolError as exc:
-            error = str(exc)
+            error = business = str(exc)
             break
         except CommitRefused as exc:
             refused = exc
@@ -130,6 +131,8 @@ def execute(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
                                ok=error is None and valid, latency_s=latency,
                                mutation=spec.mutates and not replayed and error is None)
     entry = Evidence(tool=tool, args=args, result=result, error=error, step=step)
+    if business is not None:
+        entry["refusal"] = Refusal(by="tool", rule_id=tool, reason=business)
     update: dict[str, Any] = {
         "evidence": {f"{tool}:{canonical_json(args)}": entry},
         "last_call": entry,

@@ -42,6 +42,14 @@ def finish(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
                               step=state["step"], kind="completion",
                               verdict="pass" if done else "fail", rule_id="completion",
                               reason=why)
+    refused = [e["refusal"] for e in state["evidence"].values() if e.get("refusal")]
+    if not done and refused and not state.get("mutations"):
+        # Nothing changed because something said no: a refusal, counted as one.
+        last = refused[-1]
+        return {"outcome": "refused",
+                "reason": f"refused by {'policy rule' if last['by'] == 'policy' else 'tool'} "
+                          f"{last['rule_id']}: {last['reason']}",
+                "first_warning_at": state.get("first_warning_at") or ctx.clock()}
     if not done:
         return {"outcome": "failed", "reason": f"{NOT_COMPLETE}: {why}"
                 + (f" (the planner said: {note[:120]})" if note else ""),

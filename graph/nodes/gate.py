@@ -7,9 +7,10 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from graph.context import RunContext
-from graph.state import AgentState
-from tools.ledger import call_digest
-from verifiers.gate import GateRequest, evaluate_gate
+from graph.state import AgentState, Evidence, Refusal
+from tools.ledger import call_digest, canonical_json
+from verifiers.gate import GateRequest, evaluate_gate, run_facts
+from verifiers.history import ordered
 
 WARNING_TIERS = frozenset({"yellow", "red"})
 
@@ -18,6 +19,7 @@ def gate(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ctx = runtime.context
     proposal = state.get("proposal")
     assert proposal is not None, "gate runs only after a proposal"
+    tool_ctx = ctx.tool_ctx(state["ticket"])
     decision = evaluate_gate(GateRequest(
         tool=proposal["tool"],
         args=proposal["args"],
@@ -27,9 +29,11 @@ def gate(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         policy=ctx.policy,
         policy_error=ctx.policy_error,
         registry=ctx.registry,
-        tool_ctx=ctx.tool_ctx(state["ticket"]),
+        tool_ctx=tool_ctx,
         facts=ctx.workflow.facts,
         now=ctx.clock(),
+        history=ordered(state["evidence"]),
+        run=run_facts(tool_ctx, ctx.requester, ctx.workflow.name),
     ))
     decision["call_digest"] = call_digest(proposal["tool"], proposal["args"])
     if ctx.recorder is not None:
@@ -44,6 +48,21 @@ def gate(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     if decision["tier"] in WARNING_TIERS and not state.get("first_warning_at"):
         update["first_warning_at"] = ctx.clock()
     if decision["route"] == "block":
+        used = state.get("refusals", 0)
+        budget = ctx.policy.budgets.refusals if ctx.policy is not None else 0
+        if decision.get("on_block") == "replan" and used < budget:
+            # The planner gets the refusal as an observation and may propose something else.
+            refusal = Refusal(by="policy", rule_id=decision["rule_id"], reason=decision["reason"])
+            entry = Evidence(tool=proposal["tool"], args=dict(proposal["args"] or {}),
+                             result=None, step=state["step"], refusal=refusal,
+                             error=f"refused by policy rule {decision['rule_id']}: "
+                                   f"{decision['reason']}")
+            update.update(refusals=used + 1, proposal=None, evidence={
+                f"refused:{state['step']}:{proposal['tool']}:"
+                f"{canonical_json(proposal['args'] or {})}": entry})
+            return update
+        spent = (f" (refusal budget of {budget} spent)"
+                 if decision.get("on_block") == "replan" else "")
         update["outcome"] = "blocked"
-        update["reason"] = f"gate {decision['rule_id']}: {decision['reason']}"
+        update["reason"] = f"gate {decision['rule_id']}: {decision['reason']}{spent}"
     return update

@@ -24,7 +24,8 @@ from graph.state import AgentState, Proposal, add_usage, model_usage, usage_delt
 def planner_messages(state: AgentState, ctx: RunContext) -> list[Any]:
     """The planner's whole input: system prompt, the ticket, and the evidence so far."""
     evidence = [
-        {"tool": e["tool"], "args": e["args"], "result": e["result"], "error": e["error"]}
+        {"tool": e["tool"], "args": e["args"], "result": e["result"], "error": e["error"],
+         **({"refused": e["refusal"]} if e.get("refusal") else {})}
         for e in state["evidence"].values()
     ]
     return [

@@ -72,6 +72,7 @@ ACCESS = Workflow(
     tools=access_registry,
     policy_path=POLICY_PATH,
     facts=access_verifiers.gate_facts,
+    fact_namespaces=access_verifiers.FACT_NAMESPACES,
     invariants=access_verifiers.INVARIANTS,
     postconditions=access_verifiers.POSTCONDITIONS,
     planner=AccessPlanner,

@@ -82,4 +82,5 @@ SUPPORT = Workflow(
     intake=intake,
     completion=support_verifiers.customer_answered,
     verdict_reads=support_verifiers.VERDICT_READS,
+    fact_namespaces=support_verifiers.FACT_NAMESPACES,
 )

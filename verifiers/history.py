@@ -1,0 +1,39 @@
+"""The run's history as policy conditions read it: `history.calls`, `history.ok`,
+`history.count` and `history.last`.
+
+Built from the run's evidence (every tool call so far, in order, with its result or error):
+
+- `history.calls`: the calls, each `{tool, args, ok, result, error}`;
+- `history.ok.TOOL`: how many calls of TOOL succeeded (0 for a tool never called);
+- `history.count.TOOL`: how many calls of TOOL were made, failed ones included;
+- `history.last.TOOL`: the result of TOOL's latest successful call (reading it when TOOL
+  never succeeded cannot be decided, so the rule blocks).
+
+"The customer was looked up before any write" is `history.ok.lookup_customer > 0`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+def history_facts(evidence: Iterable[Mapping[str, Any]], tools: Iterable[str]) -> dict[str, Any]:
+    """The `history` namespace for `evidence` (oldest first); `tools` are the tool names
+    `ok` and `count` answer 0 for."""
+    calls = [{"tool": e.get("tool"), "args": dict(e.get("args") or {}),
+              "ok": e.get("error") is None, "result": e.get("result") or {},
+              "error": e.get("error") or ""} for e in evidence]
+    names = dict.fromkeys(tools, 0)
+    ok = Counter(c["tool"] for c in calls if c["ok"])
+    count = Counter(c["tool"] for c in calls)
+    last = {c["tool"]: c["result"] for c in calls if c["ok"]}
+    return {"calls": calls, "ok": {**names, **ok}, "count": {**names, **count}, "last": last}
+
+
+def ordered(evidence: Mapping[str, Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """A run's evidence entries oldest first (by step where entries carry one)."""
+    entries = list(evidence.values())
+    return sorted(entries, key=lambda e: e.get("step") or 0) if all(
+        isinstance(e.get("step"), int) for e in entries) else entries
