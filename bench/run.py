@@ -19,7 +19,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import breakdown, compare, controls, growth, profile, resume, throughput, tracestore
+from bench import (
+    breakdown,
+    cli,
+    compare,
+    controls,
+    growth,
+    profile,
+    resume,
+    throughput,
+    tracestore,
+)
 from bench.common import OUT, fmt_ms, table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,10 +38,10 @@ PACKAGES = ("langgraph", "langgraph-checkpoint", "langgraph-checkpoint-sqlite", 
 
 FULL = {"rounds": 15, "lengths": (10, 50, 200), "resume": 50, "tickets": 60,
         "store_runs": 1_000_000, "queries": 40, "profile_rounds": 3,
-        "breakdown_rounds": 10, "controls_rounds": 20}
+        "breakdown_rounds": 10, "controls_rounds": 20, "cli_samples": 10}
 QUICK = {"rounds": 2, "lengths": (10, 50, 200), "resume": 12, "tickets": 20,
          "store_runs": 100_000, "queries": 15, "profile_rounds": 1,
-         "breakdown_rounds": 3, "controls_rounds": 2}
+         "breakdown_rounds": 3, "controls_rounds": 2, "cli_samples": 3}
 
 
 def machine() -> dict[str, Any]:
@@ -59,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                              "results.json, measuring nothing")
     parser.add_argument("--only", choices=["compare", "growth", "resume", "throughput",
                                            "tracestore", "profile", "breakdown", "controls",
-                                           "fixes", "commits"],
+                                           "fixes", "commits", "cli"],
                         action="append",
                         help="run only these sections (repeatable); the doc is not written")
     args = parser.parse_args(argv)
@@ -82,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="run-", dir=OUT))
     sections = set(args.only or ["compare", "growth", "resume", "throughput", "tracestore",
-                                 "profile", "breakdown", "controls", "fixes", "commits"])
+                                 "profile", "breakdown", "controls", "fixes", "commits", "cli"])
     results: dict[str, Any] = {"machine": machine(), "command": command, "config": cfg,
                                "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     t0 = time.perf_counter()
@@ -114,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                                               rounds=cfg["controls_rounds"]))
         step("fixes", lambda: profile.fix_costs(work / "fixes"))
         step("commits", lambda: profile.commit_costs(work / "commits"))
+        step("cli", lambda: cli.run(work / "cli", samples=cfg.get("cli_samples", 3)))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results["total_s"] = time.perf_counter() - t0
@@ -352,12 +363,21 @@ def render(r: dict[str, Any]) -> str:
                 table(["journal", "synchronous", "ms per commit", "signoff files"],
                       [[x["journal"], x["synchronous"], f"{x['ms_per_commit']:.3f}",
                         x["used_by"]] for x in cm]), ""]
-    served = OUT / "service.json"  # section 7 is measured by `python -m bench.service`
+    notes = Path(__file__).resolve().parent / "FINDINGS.md"
+    if notes.is_file():
+        out += [notes.read_text(encoding="utf-8").rstrip(), ""]
+    c = r.get("cli")
+    if c:
+        out += ["## 7. CLI start-up", "",
+                f"A fresh process per sample, {c['samples']} samples after one warm-up: the "
+                "time until the command has answered (`bench/cli.py`). The CLI loads the "
+                "graph, its models and the stores only when a command needs them.", "",
+                table(["command", "median", "slowest"],
+                      [[label, f"{t['median_s']:.2f} s", f"{t['max_s']:.2f} s"]
+                       for label, t in c["commands"].items()]), ""]
+    served = OUT / "service.json"  # section 8 is measured by `python -m bench.service`
     if served.is_file():
         from bench.service import section
 
         out += section(json.loads(served.read_text(encoding="utf-8")))
-    notes = Path(__file__).resolve().parent / "FINDINGS.md"
-    if notes.is_file():
-        out += [notes.read_text(encoding="utf-8").rstrip(), ""]
     return "\n".join(out)

@@ -1,7 +1,7 @@
-"""Section 7: the service with 10,000 pending holds: p95 of "list my pending holds" (API and
+"""Section 8: the service with 10,000 pending holds: p95 of "list my pending holds" (API and
 inbox page) and of "decide" (approve, which drives the run to its end).
 
-    .venv/bin/python -m bench.service            # 10,000 pending, writes section 7 of the doc
+    .venv/bin/python -m bench.service            # 10,000 pending, writes section 8 of the doc
     .venv/bin/python -m bench.service --quick    # 1,000 pending, prints only
 
 Calls go through the ASGI app in process (Starlette's TestClient): the app, auth, the runner
@@ -33,7 +33,7 @@ from service.app import create_app
 from service.core import ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTION = "## 7. The service with pending holds"
+SECTION = "## 8. The service with pending holds"
 
 
 def _runner(home: Home) -> Runner:
@@ -118,7 +118,8 @@ def section(r: dict[str, Any]) -> list[str]:
 
 
 def write_section(doc: Path, lines: list[str]) -> None:
-    """Put the section into the doc in place of an older one, before "Reading the numbers"."""
+    """Put the section into the doc in place of an older one, or at its end (where
+    bench/run.py's render puts it)."""
     text = doc.read_text(encoding="utf-8")
     block = "\n".join(lines) + "\n"
     start = text.find(SECTION)
@@ -126,8 +127,7 @@ def write_section(doc: Path, lines: list[str]) -> None:
         end = text.find("\n## ", start + len(SECTION))
         text = text[:start] + block + (text[end + 1:] if end >= 0 else "")
     else:
-        anchor = text.find("## Reading the numbers")
-        text = text[:anchor] + block + text[anchor:] if anchor >= 0 else text + "\n" + block
+        text = text.rstrip("\n") + "\n\n" + block
     doc.write_text(text, encoding="utf-8")
 
 
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         OUT.mkdir(parents=True, exist_ok=True)
         (OUT / "service.json").write_text(json.dumps(result), encoding="utf-8")
         write_section(args.doc, lines)
-        print(f"[bench] wrote section 7 of {args.doc}")
+        print(f"[bench] wrote section 8 of {args.doc}")
     return 0
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from checkpoints.runs import TERMINAL
 from checkpoints.saver import open_checkpointer
-from graph.errors import SignoffError
+from graph.errors import DamagedData
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"(\d{1,9})([smhdw])")
@@ -67,11 +67,11 @@ def finished_runs(runs_db: Path, cutoff: float, now: float) -> list[str]:
 def prune_finished(root: Path, older_than_s: float, *, now: float | None = None,
                    dry_run: bool = False) -> PruneResult:
     """Delete the checkpoints of runs under `root` that finished more than `older_than_s`
-    seconds ago, then VACUUM so the file shrinks. Raises SignoffError when `root` holds no
+    seconds ago, then VACUUM so the file shrinks. Raises DamagedData when `root` holds no
     run registry."""
     runs_db, checkpoints_db = root / "control.db", root / "checkpoints.db"
     if not runs_db.is_file():
-        raise SignoffError(f"no run registry in {root} (is SIGNOFF_HOME right?)")
+        raise DamagedData(f"no run registry in {root} (is SIGNOFF_HOME right?)")
     now = time.time() if now is None else now
     candidates = finished_runs(runs_db, now - older_than_s, now)
     before = _disk_bytes(checkpoints_db)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from graph.errors import RunBusy, RunNotFound, SignoffError
+from graph.errors import DamagedData, RunBusy, RunNotFound
 from graph.identity import normalize_identity
 
 SCHEMA = """
@@ -41,9 +41,23 @@ CREATE TABLE IF NOT EXISTS runs (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     lease_owner TEXT,
-    lease_expires REAL
+    lease_expires REAL,
+    models TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status, updated_at);
+CREATE TABLE IF NOT EXISTS event_outbox (
+    batch INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    events TEXT NOT NULL,
+    error TEXT NOT NULL,
+    parked_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_written (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,
+    entry_hash TEXT NOT NULL,
+    written_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS kill_switches (
     scope TEXT PRIMARY KEY,
     set_by TEXT NOT NULL,
@@ -82,6 +96,9 @@ class RunRecord:
     updated_at: float
     lease_owner: str | None
     lease_expires: float | None
+    models: dict[str, Any] | None = None
+    """The model settings (per role, without secrets) the run started with; None for a run
+    registered before they were recorded."""
 
     @property
     def terminal(self) -> bool:
@@ -125,10 +142,11 @@ class RunStore:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.executescript(SCHEMA)
             columns = {r[1] for r in self.conn.execute("PRAGMA table_info(runs)")}
-            if "requester_role" not in columns:  # a registry written before the column existed
-                self.conn.execute("ALTER TABLE runs ADD COLUMN requester_role TEXT")
+            for column in ("requester_role", "models"):  # a registry written before them
+                if column not in columns:
+                    self.conn.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
         except sqlite3.DatabaseError as exc:
-            raise SignoffError(f"{self.path} is not a usable run registry: {exc}") from None
+            raise DamagedData(f"{self.path} is not a usable run registry: {exc}") from None
 
     def close(self) -> None:
         self.conn.close()
@@ -136,16 +154,17 @@ class RunStore:
     def create(self, *, run_id: str, workflow: str, workflow_version: str, tenant_id: str,
                ticket_id: str | None, customer_id: str | None, requester: str,
                policy_version: str | None, inputs: dict[str, Any], lease_owner: str,
-               lease_ttl: float, requester_role: str | None = None) -> None:
+               lease_ttl: float, requester_role: str | None = None,
+               models: dict[str, Any] | None = None) -> None:
         now = self.clock()
         self.conn.execute(
             "INSERT INTO runs (run_id, workflow, workflow_version, tenant_id, ticket_id,"
             " customer_id, requester, requester_role, status, policy_version, inputs,"
-            " created_at, updated_at, lease_owner, lease_expires)"
-            " VALUES (?,?,?,?,?,?,?,?,'running',?,?,?,?,?,?)",
+            " created_at, updated_at, lease_owner, lease_expires, models)"
+            " VALUES (?,?,?,?,?,?,?,?,'running',?,?,?,?,?,?,?)",
             (run_id, workflow, workflow_version, tenant_id, ticket_id, customer_id, requester,
              requester_role, policy_version, json.dumps(inputs), now, now, lease_owner,
-             now + lease_ttl),
+             now + lease_ttl, json.dumps(models) if models is not None else None),
         )
 
     def get(self, run_id: str) -> RunRecord:
@@ -153,7 +172,7 @@ class RunStore:
         if row is None:
             raise RunNotFound(f"no run with id {run_id!r} (see `signoff runs`)")
         data = dict(row)
-        for column in ("pending", "inputs"):
+        for column in ("pending", "inputs", "models"):
             data[column] = json.loads(data[column]) if data[column] else None
         return RunRecord(**data)
 
@@ -191,6 +210,11 @@ class RunStore:
              release, run_id),
         )
 
+    def set_models(self, run_id: str, models: dict[str, Any]) -> None:
+        """Record the model settings a run goes on under (`resume --with-current-settings`)."""
+        self.conn.execute("UPDATE runs SET models = ?, updated_at = ? WHERE run_id = ?",
+                          (json.dumps(models), self.clock(), run_id))
+
     def acquire_lease(self, run_id: str, owner: str, ttl: float) -> None:
         """Take the run's lease or raise RunBusy; an expired lease, or one whose holder process
         on this host is dead, is taken over."""
@@ -225,6 +249,38 @@ class RunStore:
             "UPDATE runs SET lease_owner = NULL, lease_expires = NULL"
             " WHERE run_id = ? AND lease_owner = ?", (run_id, owner))
 
+    # The event outbox ---------------------------------------------------------------------
+
+    def park_events(self, run_id: str, events: builtins.list[Any], error: str) -> None:
+        """Keep a drive's trace and audit events that could not be written, to write later."""
+        self.conn.execute(
+            "INSERT INTO event_outbox (run_id, events, error, parked_at) VALUES (?,?,?,?)",
+            # default=str: a value JSON cannot hold is kept as text rather than lost with the rest
+            (run_id, json.dumps(events, default=str), error, self.clock()))
+
+    def parked_events(self, run_id: str | None = None) -> builtins.list[
+            tuple[int, str, builtins.list[Any]]]:
+        """(batch, run id, events) of every parked batch (of one run), oldest first."""
+        sql = "SELECT batch, run_id, events FROM event_outbox"
+        rows = self.conn.execute(sql + " WHERE run_id = ? ORDER BY batch", (run_id,)) \
+            if run_id is not None else self.conn.execute(sql + " ORDER BY batch")
+        return [(r[0], r[1], json.loads(r[2])) for r in rows]
+
+    def unpark_events(self, batch: int) -> None:
+        """Drop a parked batch once its events are written."""
+        self.conn.execute("DELETE FROM event_outbox WHERE batch = ?", (batch,))
+
+    # The audit log's head, as its writers last saw it ------------------------------------
+
+    def note_audit_head(self, seq: int, entry_hash: str) -> None:
+        """Keep the audit log's head after a write; an older head never replaces a newer one
+        (seq counts every entry ever appended, so it is also the log's length)."""
+        self.conn.execute(
+            "INSERT INTO audit_written (id, seq, entry_hash, written_at) VALUES (1, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq,"
+            " entry_hash = excluded.entry_hash, written_at = excluded.written_at"
+            " WHERE excluded.seq >= audit_written.seq", (seq, entry_hash, self.clock()))
+
     # Kill switches ------------------------------------------------------------------------
 
     def set_kill(self, scope: str, *, by: str, reason: str) -> None:
@@ -248,3 +304,23 @@ class RunStore:
             return None
         what = "all workflows" if row["scope"] == ALL_WORKFLOWS else f"workflow {row['scope']}"
         return f"kill switch for {what} set by {row['set_by']}: {row['reason']}"
+
+
+def audit_head_written(runs_db: Path) -> tuple[int, str] | None:
+    """The audit head the run registry at `runs_db` last kept, read without writing (so a
+    read-only copy of a data directory can be verified); None when it kept none."""
+    if not runs_db.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(f"{runs_db.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+        try:
+            row = conn.execute("SELECT seq, entry_hash FROM audit_written").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return None  # a registry from before heads were kept
+        raise DamagedData(f"{runs_db} is not a usable run registry: {exc}") from None
+    except sqlite3.DatabaseError as exc:
+        raise DamagedData(f"{runs_db} is not a usable run registry: {exc}") from None
+    return (int(row[0]), str(row[1])) if row else None

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from graph.errors import SignoffError
+from graph.errors import DamagedData
 
 DURABILITY: Literal["sync"] = "sync"
 
@@ -40,7 +40,7 @@ def open_checkpointer(
     path: str | Path, *,
     saver_factory: Callable[[sqlite3.Connection], SqliteSaver] = CompactSqliteSaver,
 ) -> Iterator[SqliteSaver]:
-    """A set-up SqliteSaver on `path`, closed on exit. Raises SignoffError for a bad file.
+    """A set-up SqliteSaver on `path`, closed on exit. Raises DamagedData for a bad file.
 
     `saver_factory` builds the saver on the connection; crash tests pass one whose saves are
     kill points (checkpoints.faults.CrashFaults.saver_factory).
@@ -51,7 +51,7 @@ def open_checkpointer(
         saver = saver_factory(conn)
         saver.setup()
     except sqlite3.DatabaseError as exc:
-        raise SignoffError(f"{path} is not a usable checkpoint database: {exc}") from None
+        raise DamagedData(f"{path} is not a usable checkpoint database: {exc}") from None
     try:
         yield saver
     finally:

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from checkpoints.prune import PruneResult, parse_duration, prune_finished
-from graph.errors import SignoffError
+from cli.errors import BadUsage
 
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
+if TYPE_CHECKING:  # the checkpointer (LangGraph) loads when `prune` runs, not for --help
+    from checkpoints.prune import PruneResult
 
 
 def _size(n: int) -> str:
@@ -55,14 +51,11 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
 
         Example: signoff prune --older-than 7d
         """
+        from checkpoints.prune import parse_duration, prune_finished
+
         try:
             seconds = parse_duration(older_than)
         except ValueError as exc:
-            _fail(f"--older-than: {exc}", code=2)
-        try:
-            result = prune_finished(home(), seconds, dry_run=dry_run)
-        except SignoffError as exc:
-            _fail(str(exc))
-        except sqlite3.DatabaseError as exc:
-            _fail(f"database error: {exc} (is SIGNOFF_HOME pointing at signoff's data?)")
+            raise BadUsage(f"--older-than: {exc}") from None
+        result = prune_finished(home(), seconds, dry_run=dry_run)
         typer.echo(describe(result, older_than.strip()))

@@ -1,5 +1,5 @@
-"""`signoff`: a thin CLI over the runner. Each command calls library code and turns library
-errors into one-line messages with a non-zero exit; a user mistake never shows a traceback.
+"""`signoff`: a thin CLI over the runner. Each command calls library code; `guarded` turns
+whatever it raises into one `error:` line and an exit code of cli.errors, never a traceback.
 
 Environment is read here, once: SIGNOFF_HOME (data directory, default ./.signoff),
 SIGNOFF_USER (who starts runs), SIGNOFF_PLANNER_* and SIGNOFF_CHECKER_* (models).
@@ -7,35 +7,36 @@ SIGNOFF_USER (who starts runs), SIGNOFF_PLANNER_* and SIGNOFF_CHECKER_* (models)
 
 from __future__ import annotations
 
+import atexit
 import functools
 import getpass
 import json
 import os
+import shutil
 import sqlite3
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from checkpoints.runs import RunRecord, holder_is_dead
+from checkpoints.runs import TERMINAL, RunRecord, holder_is_dead
+from cli.errors import DAMAGED, INTERNAL, REFUSED, USAGE, BadUsage, read_only
 from cli.remote import remote_from_env
-from graph.approvals import check_decision, held_digest
-from graph.context import SampleTicket
-from graph.errors import BadDecision, SignoffError
-from graph.models import ModelSettings
-from graph.runner import Home, Runner, RunResult
-from graph.workflows import get_workflow
-from verifiers.policy import CUSTOMER_APPROVER, Policy
+from graph.errors import BadDecision, DamagedData, SignoffError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="signoff: run LLM agents under a policy gate, a verifier and human "
-                       "approval, checkpointed to SQLite.")
+if TYPE_CHECKING:  # the graph, its models and stores load when a command runs, not for --help
+    from graph.context import SampleTicket
+    from graph.runner import Home, Runner, RunResult
+    from verifiers.policy import Policy
+
 # Piped output (CI logs, README captures) gets a fixed, readable width instead of rich's 80.
 # markup=False: a subject, reason or argument holding `[/]` is text, never rich markup; the
 # few styled words are built as Text below.
@@ -43,35 +44,132 @@ out = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() e
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEMO_REQUESTER = "demo-operator@signoff.local"
+RUN_ID_WIDTH = len("run-0123456789")
+"""A run id's length: its column never gets narrower, so an id is never cut."""
+SHADOW_STATUS = "recommended"
+"""graph.runner.SHADOW_STATUS, named here so that `--help` needs no graph (a test pins both)."""
+RUN_STATUSES = ("running", "waiting_approval", *sorted(TERMINAL), SHADOW_STATUS)
+"""Every status a run can have, for `signoff runs --status`."""
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = REFUSED) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 _runners: list[Runner] = []
 """Runners a command opened; closed when it returns, so its stores are flushed and released."""
 
 
-def user_errors(fn: F) -> F:
-    """Turn user-facing errors into `error: ...` and exit 1; close the command's runners."""
+def _close_runners() -> None:
+    """Close every runner a command opened, then raise the first error closing one gave."""
+    errors: list[Exception] = []
+    while _runners:
+        try:
+            _runners.pop().close()
+        except Exception as exc:  # noqa: BLE001 - raised below once the rest are closed
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+def _exit_code_of(exc: Exception) -> tuple[int, str]:
+    """The exit code and the one-line message for an exception a command raised."""
+    if isinstance(exc, BadUsage):
+        return USAGE, str(exc)
+    if isinstance(exc, DamagedData):
+        return DAMAGED, str(exc)
+    if isinstance(exc, SignoffError):
+        return REFUSED, str(exc)
+    from observability.db import StoreError
+
+    if isinstance(exc, sqlite3.DatabaseError | StoreError):
+        return DAMAGED, (f"database error: {_first_line(exc)} (is SIGNOFF_HOME signoff's "
+                         "data directory, with its files intact?)")
+    if isinstance(exc, OSError):
+        where = f" {exc.filename}" if exc.filename else ""
+        return DAMAGED, f"cannot use{where}: {exc.strerror or _first_line(exc)}"
+    return INTERNAL, (f"internal error: {type(exc).__name__}: {_first_line(exc)} (a bug in "
+                      "signoff; SIGNOFF_TRACEBACK=1 shows where)")
+
+
+def guarded(fn: F) -> F:
+    """Run a command so that it ends in one of the exit codes of cli.errors: any exception
+    becomes one `error:` line, never a traceback; the command's runners are closed either way."""
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _reading_only.append(bool(getattr(fn, "read_only", False)))
         try:
-            return fn(*args, **kwargs)
-        except SignoffError as exc:
-            fail(str(exc))
-        except sqlite3.DatabaseError as exc:
-            fail(f"database error: {exc} (is SIGNOFF_HOME pointing at signoff's data?)")
-        finally:
-            while _runners:
-                _runners.pop().close()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _reading_only.pop()
+                _close_runners()  # closing flushes the stores, so it can fail too
+        except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if os.environ.get("SIGNOFF_TRACEBACK") == "1":
+                raise
+            code, message = _exit_code_of(exc)
+            fail(message, code)
     return wrapper  # type: ignore[return-value]
 
 
+class GuardedTyper(typer.Typer):
+    """A Typer whose every command runs under `guarded`, so no command can forget it."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:
+        register = super().command(*args, **kwargs)
+
+        def decorator(fn: F) -> F:
+            register(guarded(fn))
+            return fn
+        return decorator
+
+
+app = GuardedTyper(add_completion=False, no_args_is_help=True,
+                   help="signoff: run LLM agents under a policy gate, a verifier and human "
+                        "approval, checkpointed to SQLite.")
+
+
+_reading_only: list[bool] = []
+"""Whether the command running now only reads (set by `guarded` from `read_only`)."""
+_snapshots: dict[Path, Path] = {}
+
+
+def _snapshot(root: Path) -> Path:
+    """A private copy of a read-only data directory, taken once per process and removed at
+    exit. SQLite cannot open a database on a read-only filesystem the way the stores do (WAL
+    needs its shared-memory file), so read-only commands read the copy: the same data."""
+    if root not in _snapshots:
+        copy = Path(tempfile.mkdtemp(prefix="signoff-readonly-")) / "home"
+        shutil.copytree(root, copy)
+        atexit.register(shutil.rmtree, copy.parent, True)
+        _snapshots[root] = copy
+        typer.echo(f"note: SIGNOFF_HOME {root} is read-only; reading a copy of it", err=True)
+    return _snapshots[root]
+
+
 def home() -> Home:
-    return Home(Path(os.environ.get("SIGNOFF_HOME") or ".signoff").expanduser())
+    """The data directory SIGNOFF_HOME names; DamagedData when it is there but not a directory,
+    or read-only for a command that writes."""
+    root = Path(os.environ.get("SIGNOFF_HOME") or ".signoff").expanduser()
+    if root.exists() and not root.is_dir():
+        raise DamagedData(f"SIGNOFF_HOME {root} is not a directory")
+    from graph.runner import Home
+
+    if root.is_dir() and not os.access(root, os.W_OK):
+        if not (_reading_only and _reading_only[-1]):
+            raise DamagedData(f"SIGNOFF_HOME {root} is read-only and this command writes to it "
+                              "(runs, status, report, traces, audit verify, audit head and "
+                              "policy explain read a read-only directory)")
+        return Home(_snapshot(root))
+    return Home(root)
 
 
 def requester_default() -> str:
@@ -86,6 +184,9 @@ def make_runner() -> Runner:
 
 def build_runner(data: Home) -> Runner:
     """A runner on `data` with the models, recorder and prices the environment names."""
+    from graph.models import ModelSettings
+    from graph.runner import Runner
+
     env = dict(os.environ)
     try:
         planner = ModelSettings.from_env("planner", env)
@@ -115,7 +216,10 @@ def print_result(result: RunResult) -> None:
                             f" ({result.mutations} mutation(s)) - {result.reason or ''}"))
     if result.status == "waiting_approval" and result.pending:
         proposal = result.pending.get("proposal") or {}
-        out.print(f"  held: {proposal.get('tool')} {json.dumps(proposal.get('args'))}")
+        # soft_wrap: the JSON is printed whole on one line, to copy as it is.
+        out.print(f"  held: {proposal.get('tool')} {json.dumps(proposal.get('args'))}",
+                  soft_wrap=True)
+        from verifiers.policy import CUSTOMER_APPROVER
         roles = (result.pending.get("gate") or {}).get("approver_roles") or []
         if CUSTOMER_APPROVER in roles:
             out.print(f"  confirm (the run's customer): {command_name()} confirm "
@@ -123,11 +227,15 @@ def print_result(result: RunResult) -> None:
         if any(role != CUSTOMER_APPROVER for role in roles) or not roles:
             out.print(f"  approve: {command_name()} approve {result.run_id} --as APPROVER "
                       "--reason \"...\"")
+    for warning in result.warnings:  # the outcome above stands; this went wrong beside it
+        typer.echo(f"warning: {warning}", err=True)
 
 
 def _demo_approver(policy: Policy | None, record: RunRecord, tenant_id: str) -> str:
     """The first approver in the policy (one of the ticket's tenant first) allowed to decide
     on this run, for the printed approve command."""
+    from graph.approvals import check_decision
+
     if policy is None:
         return "APPROVER"
     ordered = policy.members()
@@ -145,13 +253,14 @@ def _demo_approver(policy: Policy | None, record: RunRecord, tenant_id: str) -> 
 
 
 @app.command()
-@user_errors
 def demo(workflow: str = typer.Option("support", help="Workflow whose sample tickets to run."),
          ) -> None:
     """Reset the sample data and run every sample ticket; print a table of outcomes.
 
     Example: signoff demo
     """
+    from graph.workflows import get_workflow
+
     wf = get_workflow(workflow)
     runner = make_runner()
     runner.ensure_domain_db(wf, reset=True)
@@ -159,7 +268,8 @@ def demo(workflow: str = typer.Option("support", help="Workflow whose sample tic
                             f" {wf.version}, data in {runner.home.root} (sample database reset)"))
     table = Table(show_lines=False)
     for column in ("ticket", "tenant", "outcome", "mutations", "run"):
-        table.add_column(column, no_wrap=True)
+        table.add_column(column, no_wrap=True,
+                         min_width=RUN_ID_WIDTH if column == "run" else None)
     table.add_column("why", overflow="fold")
     waiting: list[tuple[RunResult, SampleTicket]] = []
     for ticket in wf.sample_tickets():
@@ -179,9 +289,11 @@ def demo(workflow: str = typer.Option("support", help="Workflow whose sample tic
 
 
 @app.command()
-@user_errors
 def run(ticket: str = typer.Argument(None, help="A sample ticket id, e.g. TKT-1001."),
         text: str = typer.Option(None, "--text", help="Run on this ticket text instead."),
+        text_file: str = typer.Option(None, "--text-file", metavar="FILE|-",
+                                      help="Run on the ticket text in FILE (- reads standard "
+                                           "input)."),
         email: str = typer.Option(None, "--email", help="With --text: the customer's email."),
         tenant: str = typer.Option("acme", "--tenant", help="With --text: the tenant."),
         subject: str = typer.Option("Support request", "--subject", help="With --text."),
@@ -190,8 +302,15 @@ def run(ticket: str = typer.Argument(None, help="A sample ticket id, e.g. TKT-10
         ) -> None:
     """Run the agent on one ticket until it ends or waits for a human.
 
-    Example: signoff run TKT-1002   |   signoff run --text "Where is ORD-10005?" --email a@b.c
+    Example: signoff run TKT-1002   |   signoff run --text-file - --email aiko.tanaka@example.com
+    < ticket.txt
     """
+    if text_file is not None:
+        if text is not None:
+            raise BadUsage("give --text or --text-file, not both")
+        text = _read_text_file(text_file)
+    from graph.workflows import get_workflow
+
     wf = get_workflow(workflow)
     runner = make_runner()
     runner.ensure_domain_db(wf)
@@ -202,17 +321,32 @@ def run(ticket: str = typer.Argument(None, help="A sample ticket id, e.g. TKT-10
     print_result(runner.start(wf.name, sample, requester=as_user or requester_default()))
 
 
+def _read_text_file(name: str) -> str:
+    """The ticket text from a file, or standard input for `-`; one line if it cannot be read."""
+    try:
+        if name == "-":
+            return sys.stdin.buffer.read().decode("utf-8")
+        return Path(name).read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise SignoffError(f"cannot read --text-file {name}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SignoffError("the ticket text is not valid UTF-8") from None
+
+
 @app.command()
-@user_errors
+@read_only
 def runs(status: str = typer.Option(None, help="Only runs with this status."),
          limit: int = typer.Option(20, min=1, max=1000)) -> None:
     """List recent runs, newest first.
 
     Example: signoff runs --status waiting_approval
     """
+    if status is not None and status not in RUN_STATUSES:
+        raise BadUsage(f"--status must be one of {', '.join(RUN_STATUSES)}, not {status!r}")
     table = Table()
     for column in ("run", "workflow", "ticket", "tenant", "requester", "status"):
-        table.add_column(column, no_wrap=True)
+        table.add_column(column, no_wrap=True,
+                         min_width=RUN_ID_WIDTH if column == "run" else None)
     table.add_column("reason", overflow="fold")
     client = remote_from_env()
     rows = [dict(vars(r)) for r in make_runner().runs.list(status=status, limit=limit)] \
@@ -224,7 +358,7 @@ def runs(status: str = typer.Option(None, help="Only runs with this status."),
 
 
 @app.command()
-@user_errors
+@read_only
 def status(run_id: str = typer.Argument(..., help="The run id.")) -> None:
     """Show where a run is and why.
 
@@ -241,15 +375,27 @@ def status(run_id: str = typer.Argument(..., help="The run id.")) -> None:
     out.print(Text.assemble("status: ", (r.status, "bold")))
     if r.reason:
         out.print(f"why: {r.reason}")
+    kill = runner.runs.kill_reason(r.workflow)
+    if r.terminal and r.reason and "kill switch" in r.reason:
+        out.print("ended by a kill switch")
+    elif kill and not r.terminal:
+        out.print(f"held by a {kill}: nothing this run does commits until it is cleared "
+                  f"(`{command_name()} unkill ...`)", soft_wrap=True)
     if r.pending:
         p = r.pending.get("proposal") or {}
-        out.print(f"held action: {p.get('tool')} {json.dumps(p.get('args'))}")
+        out.print(f"held action: {p.get('tool')} {json.dumps(p.get('args'))}", soft_wrap=True)
         verdict = r.pending.get("verdict") or {}
         out.print(f"verifier: {verdict.get('reason', '-')}")
+        from graph.approvals import held_digest
+
         out.print(f"held call digest: {held_digest(r.pending)}")
         out.print(f"decide: {command_name()} approve|reject|edit {r.run_id} --as APPROVER")
     if r.lease_owner:
         out.print(f"held by process {r.lease_owner}{_holder_state(r)}")
+    parked = sum(len(events) for _, _, events in runner.runs.parked_events(r.run_id))
+    if parked:
+        out.print(f"trace and audit: {parked} event(s) not yet written (the stores failed); "
+                  "they wait in the outbox and are written before the next run goes on")
     spent = runner.usage(run_id)
     if spent is not None:
         unpriced = spent.get("unpriced_calls", 0)
@@ -280,7 +426,7 @@ def _print_remote(view: dict[str, Any]) -> None:
         out.print(f"why: {view['reason']}")
     held = view.get("held")
     if held:
-        out.print(f"held action: {held['tool']} {json.dumps(held['args'])}")
+        out.print(f"held action: {held['tool']} {json.dumps(held['args'])}", soft_wrap=True)
         out.print(f"verifier: {(held.get('verdict') or {}).get('reason', '-')}")
         out.print(f"held call digest: {held['digest']}")
         if not view.get("can_decide"):
@@ -296,7 +442,7 @@ def _decide(run_id: str, action: str, as_user: str | None, reason: str,
         _print_remote(client.decide(run_id, action, reason=reason, args=args, held=held))
         return
     if not as_user:
-        raise SignoffError("--as is required: the approver's identity (trusted-local)")
+        raise BadUsage("--as is required: the approver's identity (trusted-local)")
     payload: dict[str, Any] = {"action": action, "by": as_user, "reason": reason}
     if args is not None:
         payload["args"] = args
@@ -310,7 +456,6 @@ HELD = typer.Option(None, "--held", help="The held call's digest `status` printe
 
 
 @app.command()
-@user_errors
 def approve(run_id: str = typer.Argument(...), as_user: str = AS_APPROVER,
             reason: str = typer.Option("", "--reason"), held: str = HELD) -> None:
     """Approve the action a run is waiting on; it commits and the run continues.
@@ -321,7 +466,6 @@ def approve(run_id: str = typer.Argument(...), as_user: str = AS_APPROVER,
 
 
 @app.command()
-@user_errors
 def confirm(run_id: str = typer.Argument(...),
             as_user: str = typer.Option(..., "--as", help="The run's customer."),
             reason: str = typer.Option("", "--reason"), held: str = HELD) -> None:
@@ -335,7 +479,6 @@ def confirm(run_id: str = typer.Argument(...),
 
 
 @app.command()
-@user_errors
 def reject(run_id: str = typer.Argument(...), as_user: str = AS_APPROVER,
            reason: str = typer.Option(..., "--reason", help="Why (required)."),
            held: str = HELD) -> None:
@@ -347,7 +490,6 @@ def reject(run_id: str = typer.Argument(...), as_user: str = AS_APPROVER,
 
 
 @app.command()
-@user_errors
 def edit(run_id: str = typer.Argument(...), as_user: str = AS_APPROVER,
          args: str = typer.Option(..., "--args", help="JSON object of arguments to change."),
          reason: str = typer.Option("", "--reason"), held: str = HELD) -> None:
@@ -365,13 +507,16 @@ def edit(run_id: str = typer.Argument(...), as_user: str = AS_APPROVER,
 
 
 @app.command()
-@user_errors
-def resume(run_id: str = typer.Argument(...)) -> None:
+def resume(run_id: str = typer.Argument(...),
+           with_current_settings: bool = typer.Option(
+               False, "--with-current-settings",
+               help="Go on under today's model settings when they differ from the ones the "
+                    "run started with (refused otherwise).")) -> None:
     """Continue a run whose process died, from its last checkpoint.
 
     Example: signoff resume run-0123456789
     """
-    print_result(make_runner().resume(run_id))
+    print_result(make_runner().resume(run_id, with_current_settings=with_current_settings))
 
 
 def main() -> None:

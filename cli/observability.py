@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -12,20 +13,18 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
-from observability.audit import Head, audit_head, verify_audit
-from observability.db import StoreError
-from observability.prices import PriceTable
-from observability.render import render_report
-from observability.report import compute_report
-from observability.retention import purge
-from observability.search import search_traces
+from checkpoints.runs import RunStore, audit_head_written
+from cli.errors import BadUsage, read_only
+from graph.errors import SignoffError
+
+# The observability package loads when one of its commands runs, so `signoff --help` stays
+# fast; its names are imported inside each command.
 
 
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
+def _bad_usage(message: str) -> NoReturn:
+    raise BadUsage(message)
 
 
 def _parse_time(flag: str, value: str | None) -> datetime | None:
@@ -34,7 +33,7 @@ def _parse_time(flag: str, value: str | None) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        _fail(f"{flag} must be an ISO date or datetime, e.g. 2025-01-31T09:00, got {value!r}")
+        _bad_usage(f"{flag} must be an ISO date or datetime, e.g. 2025-01-31T09:00, got {value!r}")
     # A naive time is local time, as a user typing it would expect.
     return parsed if parsed.tzinfo else parsed.astimezone()
 
@@ -50,6 +49,7 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
     """
 
     @app.command("traces")
+    @read_only
     def traces(
         run: Annotated[str | None, typer.Option("--run", help="Run id.")] = None,
         customer: Annotated[str | None, typer.Option("--customer", help="Customer id.")] = None,
@@ -71,27 +71,29 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
     ) -> None:
         """Search recorded runs, newest first.
 
-        Example: signoff traces --customer C-1001 --outcome escalated --since 2025-01-01
+        Example: signoff traces --customer CUS-0002 --outcome escalated --since 2026-01-01
         """
-        try:
-            rows = search_traces(
-                home(),
-                run_id=run,
-                customer_id=customer,
-                tool=tool,
-                outcome=outcome,
-                text=text,
-                since=_parse_time("--since", since),
-                until=_parse_time("--until", until),
-                limit=limit,
-            )
-        except StoreError as exc:
-            _fail(str(exc))
+        from observability.search import search_traces
+
+        rows = search_traces(
+            home(),
+            run_id=run,
+            customer_id=customer,
+            tool=tool,
+            outcome=outcome,
+            text=text,
+            since=_parse_time("--since", since),
+            until=_parse_time("--until", until),
+            limit=limit,
+        )
         if as_json:
             for row in rows:
                 typer.echo(json.dumps(row, sort_keys=True))
             return
-        table = Table("run", "workflow", "customer", "outcome", "reason", "started", "cost")
+        table = Table("workflow", "customer", "outcome", "reason", "started", "cost")
+        # The id is what a reader copies into the next command: never cut, piped or not.
+        table.columns.insert(0, Column("run", no_wrap=True,
+                                       min_width=max([len(r["run_id"]) for r in rows] or [3])))
         for row in rows:
             cost = "" if row["cost_usd"] is None else f"${row['cost_usd']:.4f}"
             table.add_row(
@@ -103,10 +105,11 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
                 _when(row["started_at"]),
                 cost,
             )
-        Console(markup=False).print(table)
+        Console(markup=False, width=None if sys.stdout.isatty() else 120).print(table)
         typer.echo(f"{len(rows)} run(s)")
 
     @app.command("report")
+    @read_only
     def report(
         prices: Annotated[
             Path | None, typer.Option("--prices", help="TOML price table overriding the defaults.")
@@ -117,42 +120,69 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
 
         Example: signoff report --prices prices.toml
         """
+        from observability.prices import PriceTable
+        from observability.render import render_report
+        from observability.report import compute_report
+
         try:
             table = PriceTable.from_toml(prices) if prices else None
-            result = compute_report(home(), prices=table)
-        except (StoreError, OSError, ValueError) as exc:
-            _fail(str(exc))
+        except (OSError, ValueError) as exc:
+            raise SignoffError(f"cannot load price table {prices}: {exc}") from None
+        result = compute_report(home(), prices=table)
         if as_json:
             typer.echo(json.dumps(dataclasses.asdict(result), sort_keys=True))
             return
         Console(markup=False).print(render_report(result))
 
-    audit = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+    # The same kind of Typer as `app`, so the audit commands run under its guard too.
+    audit = type(app)(help="The tamper-evident audit log.", no_args_is_help=True)
     app.add_typer(audit, name="audit")
 
     @audit.command("verify")
+    @read_only
     def audit_verify(
         head: Annotated[str | None, typer.Option(
             "--head", metavar="SEQ:HASH",
             help="A head `signoff audit head` printed earlier: also check that entry is "
                  "still there, unchanged.")] = None,
     ) -> None:
-        """Check the audit log's hash chain; exit 1 naming the first bad entry if tampered.
+        """Check the audit log's hash chain, and that it still holds the newest entry the run
+        registry saw written (or the head given); exit 1 naming the first bad entry if
+        tampered, deleted or cut short.
 
         Example: signoff audit verify --head "$(tail -n 1 /mnt/elsewhere/audit-heads)"
         """
+        from observability.audit import Head, verify_audit
+        from observability.db import AUDIT_FILE
+
         try:
             pinned = Head.parse(head) if head is not None else None
-            result = verify_audit(home(), pinned)
-        except (StoreError, ValueError) as exc:
-            _fail(str(exc))
+        except ValueError as exc:
+            _bad_usage(str(exc))
+        kept = audit_head_written(home() / "control.db")
+        registry = Head(*kept) if kept is not None and pinned is None else None
+        if registry is not None and not (home() / AUDIT_FILE).is_file():
+            typer.echo(f"audit log tampered: {home() / AUDIT_FILE} is missing, but the run "
+                       f"registry saw {registry.seq} entries written (head {registry})")
+            raise typer.Exit(1)
+        try:
+            result = verify_audit(home(), pinned or registry)
+        except ValueError:
+            if registry is None:
+                raise
+            # The registry's head was purged since (traces-purge); the chain and its anchor
+            # still show whether what remains is intact.
+            registry, result = None, verify_audit(home())
         if not result.ok:
             typer.echo(f"audit log tampered: entry {result.first_bad_seq}: {result.reason}")
             raise typer.Exit(1)
-        against = f", and holds entry {pinned.seq} of the head given" if pinned else ""
+        against = (f", and holds entry {pinned.seq} of the head given" if pinned else
+                   f", and holds entry {registry.seq}, the newest the run registry saw written"
+                   if registry else "")
         typer.echo(f"audit log intact: {result.entries_checked} entries{against}")
 
     @audit.command("head")
+    @read_only
     def audit_head_cmd() -> None:
         """Print the newest entry as SEQ:HASH; keep it where the log's writers cannot write.
 
@@ -161,10 +191,9 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
 
         Example: signoff audit head >> /mnt/elsewhere/audit-heads
         """
-        try:
-            typer.echo(str(audit_head(home())))
-        except StoreError as exc:
-            _fail(str(exc))
+        from observability.audit import audit_head
+
+        typer.echo(str(audit_head(home())))
 
     @app.command("traces-purge")
     def traces_purge(
@@ -182,10 +211,17 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
 
         Example: signoff traces-purge --older-than-days 90
         """
-        try:
-            result = purge(home(), older_than_days, audit=not keep_audit)
-        except StoreError as exc:
-            _fail(str(exc))
+        from observability.audit import audit_head
+        from observability.retention import purge
+
+        result = purge(home(), older_than_days, audit=not keep_audit)
+        if not keep_audit and (home() / "control.db").is_file():
+            # The purge logged an entry: the registry keeps the new head, as writers do.
+            store = RunStore(home() / "control.db")
+            try:
+                store.note_audit_head(*audit_head(home()))
+            finally:
+                store.close()
         summary: dict[str, Any] = dataclasses.asdict(result)
         typer.echo(
             f"purged {summary['runs_deleted']} run(s), {summary['events_deleted']} event(s), "

@@ -9,15 +9,15 @@ from pathlib import Path
 import typer
 
 from cli.checkpoints import register as register_checkpoints
+from cli.errors import read_only
 from cli.evals import register as register_evals
-from cli.main import app, home, make_runner, out, requester_default, user_errors
+from cli.main import GuardedTyper, app, home, make_runner, out, requester_default
 from cli.observability import register as register_observability
-from graph.control import explain_lines, kill_scope, scope_name, set_kill
 from graph.errors import SignoffError
-from graph.workflows import get_workflow, workflow_names
-from verifiers.policy import PolicyError, load_policy
 
-policy_app = typer.Typer(no_args_is_help=True, help="Check and explain policies.")
+# The workflows, policies and explanations load when a command runs, not for --help.
+
+policy_app = GuardedTyper(no_args_is_help=True, help="Check and explain policies.")
 app.add_typer(policy_app, name="policy")
 register_observability(app, lambda: home().root)
 register_checkpoints(app, lambda: home().root)
@@ -25,13 +25,14 @@ register_evals(app, lambda: home().root)
 
 
 def _scope(workflow: str | None, all_workflows: bool) -> str:
+    from graph.control import kill_scope
+
     if all_workflows == (workflow is not None):
         raise SignoffError("give exactly one of --workflow NAME or --all")
     return kill_scope(workflow, all_workflows)
 
 
 @app.command()
-@user_errors
 def kill(workflow: str = typer.Option(None, "--workflow", help="Stop this workflow."),
          all_workflows: bool = typer.Option(False, "--all", help="Stop every workflow."),
          reason: str = typer.Option("stopped by an operator", "--reason"),
@@ -41,13 +42,14 @@ def kill(workflow: str = typer.Option(None, "--workflow", help="Stop this workfl
 
     Example: signoff kill --workflow support --reason "refund bug, investigating"
     """
+    from graph.control import scope_name, set_kill
+
     scope = _scope(workflow, all_workflows)
     set_kill(make_runner(), scope, by=as_user or requester_default(), reason=reason)
     out.print(f"kill switch set for {scope_name(scope)}: {reason}")
 
 
 @app.command()
-@user_errors
 def unkill(workflow: str = typer.Option(None, "--workflow"),
            all_workflows: bool = typer.Option(False, "--all")) -> None:
     """Clear a kill switch set with `signoff kill`.
@@ -57,7 +59,7 @@ def unkill(workflow: str = typer.Option(None, "--workflow"),
     scope = _scope(workflow, all_workflows)
     if not make_runner().runs.clear_kill(scope):
         raise SignoffError(f"no kill switch is set for {scope if scope != '*' else '--all'}")
-    out.print(f"kill switch cleared for {scope_name(scope)}")
+    out.print(f"kill switch cleared for {'all workflows' if scope == '*' else scope}")
 
 
 def _workflow_named_in(file: str) -> str | None:
@@ -70,7 +72,6 @@ def _workflow_named_in(file: str) -> str | None:
 
 
 @policy_app.command("check")
-@user_errors
 def policy_check(file: str = typer.Argument(..., help="Path to a policy TOML file."),
                  workflow: str = typer.Option(None, "--workflow",
                                               help="Check tool names against this workflow "
@@ -79,6 +80,9 @@ def policy_check(file: str = typer.Argument(..., help="Path to a policy TOML fil
 
     Example: signoff policy check verifiers/policies/support.toml
     """
+    from graph.workflows import get_workflow, workflow_names
+    from verifiers.policy import PolicyError, load_policy
+
     if workflow is not None:
         get_workflow(workflow)  # an unknown name is an error, not a skipped check
     try:
@@ -100,7 +104,7 @@ def policy_check(file: str = typer.Argument(..., help="Path to a policy TOML fil
 
 
 @policy_app.command("explain")
-@user_errors
+@read_only
 def policy_explain(run_id: str = typer.Argument(..., help="The run id.")) -> None:
     """Show, step by step, which rule decided each proposal of a run and why: the gate's tier,
     rule and reason, every invariant, the second model's verdict, human decisions (identity,
@@ -108,5 +112,7 @@ def policy_explain(run_id: str = typer.Argument(..., help="The run id.")) -> Non
 
     Example: signoff policy explain run-0123456789
     """
+    from graph.control import explain_lines
+
     for line in explain_lines(make_runner(), run_id):
         typer.echo(line)

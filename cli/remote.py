@@ -5,11 +5,12 @@ whoever the token names (so `--as` is not taken)."""
 from __future__ import annotations
 
 import os
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from graph.errors import SignoffError
+
+if TYPE_CHECKING:  # httpx loads when a command calls a service, not for --help
+    import httpx
 
 
 class Remote:
@@ -17,11 +18,15 @@ class Remote:
 
     def __init__(self, url: str, token: str, transport: httpx.BaseTransport | None = None
                  ) -> None:
+        import httpx
+
         self.client = httpx.Client(base_url=url.rstrip("/") + "/api/v1", timeout=120,
                                    headers={"Authorization": f"Bearer {token}"},
                                    transport=transport)
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
         try:
             response = self.client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:

@@ -6,20 +6,27 @@ once and only its sha256 is stored."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import typer
 
-from checkpoints.accounts import AccountStore
-from cli.main import app, build_runner, home, out, user_errors
+from cli.errors import read_only
+from cli.main import GuardedTyper, app, build_runner, home, out
 from graph.identity import normalize_identity
 
-users_app = typer.Typer(no_args_is_help=True, help="Users of the service and their roles.")
-tokens_app = typer.Typer(no_args_is_help=True, help="Bearer tokens for the API and the inbox.")
+if TYPE_CHECKING:  # the stores and the service load when a command runs, not for --help
+    from checkpoints.accounts import AccountStore
+
+users_app = GuardedTyper(no_args_is_help=True, help="Users of the service and their roles.")
+tokens_app = GuardedTyper(no_args_is_help=True,
+                          help="Bearer tokens for the API and the inbox.")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 
 
 def _accounts() -> AccountStore:
+    from checkpoints.accounts import AccountStore
+
     root = home()
     root.root.mkdir(parents=True, exist_ok=True)
     return AccountStore(root.runs_db)
@@ -31,7 +38,6 @@ def _when(epoch: object) -> str:
 
 
 @app.command()
-@user_errors
 def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
           port: int = typer.Option(8700, "--port", min=1, max=65535),
           secure_cookies: bool = typer.Option(False, "--secure-cookies",
@@ -54,7 +60,6 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to liste
 
 
 @users_app.command("add")
-@user_errors
 def users_add(email: str = typer.Argument(..., help="The user's email (their identity)."),
               role: str = typer.Option(..., "--role", help="A policy role, e.g. support_lead."),
               tenant: str = typer.Option(..., "--tenant", help="The tenant ('*' for all).")
@@ -73,7 +78,6 @@ def users_add(email: str = typer.Argument(..., help="The user's email (their ide
 
 
 @users_app.command("remove-grant")
-@user_errors
 def users_remove_grant(email: str = typer.Argument(..., help="The user's email."),
                        role: str = typer.Option(..., "--role"),
                        tenant: str = typer.Option(..., "--tenant")) -> None:
@@ -91,7 +95,7 @@ def users_remove_grant(email: str = typer.Argument(..., help="The user's email."
 
 
 @users_app.command("list")
-@user_errors
+@read_only
 def users_list() -> None:
     """List users and their (role, tenant) grants.
 
@@ -106,7 +110,6 @@ def users_list() -> None:
 
 
 @tokens_app.command("create")
-@user_errors
 def tokens_create(email: str = typer.Argument(..., help="Whose token."),
                   expires_in: str = typer.Option(None, "--expires-in",
                                                  help="e.g. 12h or 30d (default: no expiry)."),
@@ -125,7 +128,7 @@ def tokens_create(email: str = typer.Argument(..., help="Whose token."),
 
 
 @tokens_app.command("list")
-@user_errors
+@read_only
 def tokens_list() -> None:
     """List tokens (never their secrets): id, owner, created, expires, revoked.
 
@@ -142,7 +145,6 @@ def tokens_list() -> None:
 
 
 @tokens_app.command("revoke")
-@user_errors
 def tokens_revoke(token_id: str = typer.Argument(..., help="The token's id (tok-...).")) -> None:
     """Revoke a token; requests with it get 401 and inbox sessions opened with it end.
 

@@ -41,10 +41,13 @@ def clear_kill(runner: Runner, scope: str) -> None:
 
 
 def explain_lines(runner: Runner, run_id: str) -> list[str]:
-    """`policy explain` for one run: a header, then which rule decided each proposal and why."""
+    """`policy explain` for one run: a header, then which rule decided each proposal and why.
+    Raises DamagedData for a waiting run whose checkpoints are gone."""
     record = runner.runs.get(run_id)  # unknown id -> one-line error
     workflow = get_workflow(record.workflow)
     policy, _ = runner.load_policy(workflow)
+    if record.status == "waiting_approval":
+        runner.require_checkpoints(run_id)
     explanation = explain_run(runner.home.checkpoints_db, run_id, policy)
     header = [f"run {record.run_id}: workflow {record.workflow} {record.workflow_version}, "
               f"ticket {record.ticket_id}, tenant {record.tenant_id}, "
@@ -52,4 +55,11 @@ def explain_lines(runner: Runner, run_id: str) -> list[str]:
               f"policy when it started: {record.policy_version or 'none (invalid or missing)'}"
               f"; in force now: {policy.version if policy else 'none (invalid or missing)'}",
               f"status: {record.status}"]
+    if explanation.checkpoints == 0 and record.terminal:
+        # The registry keeps how it ended; only the step-by-step record is gone.
+        return [*header,
+                "its checkpoints were pruned (`signoff prune`), so its steps cannot be "
+                "shown; its traces and audit entries are kept (`signoff traces --run "
+                f"{record.run_id}`)",
+                f"outcome: {record.status} - {record.reason or ''}".rstrip(" -")]
     return render(explanation, header)

@@ -23,3 +23,8 @@ class BadDecision(SignoffError):
 
 class StaleDecision(SignoffError):
     """A decision names a held call that is no longer the one the run waits on."""
+
+
+class DamagedData(SignoffError):
+    """The data directory, or a database in it, is damaged or unusable (empty, truncated, not
+    a database, not a directory); nothing was changed. The CLI exits 3 for it."""

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from graph.context import Workflow
-from graph.errors import SignoffError
+from graph.errors import DamagedData, SignoffError
 from observability import PriceTable, Recorder, StoreError
 
 
@@ -36,7 +36,7 @@ def recorder_factory() -> Callable[..., Recorder] | None:
         try:
             return Recorder(Path(str(root)), prices=prices, pii_fields=workflow.pii_fields)
         except (StoreError, sqlite3.DatabaseError) as exc:
-            raise SignoffError(f"cannot open the trace store: {exc}") from None
+            raise DamagedData(f"cannot open the trace store: {exc}") from None
 
     return factory
 

@@ -7,6 +7,7 @@ run's status back to the registry. Everything lives under one data directory (SI
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import time
 import uuid
@@ -27,7 +28,7 @@ from checkpoints.runs import RunRecord, RunStore, new_lease_owner
 from checkpoints.saver import DURABILITY, open_checkpointer, thread_config
 from graph.approvals import check_decision, held_digest
 from graph.context import Recorder, RunContext, SampleTicket, Workflow
-from graph.errors import BadDecision, NotWaiting, SignoffError, StaleDecision
+from graph.errors import BadDecision, DamagedData, NotWaiting, SignoffError, StaleDecision
 from graph.factory import build_graph
 from graph.identity import BadIdentity, normalize_identity
 from graph.models import ModelSettings, make_chat_model, model_name_of
@@ -35,6 +36,7 @@ from graph.observe import price_fn
 from graph.state import EVENTS, InputState, Ticket, usage_delta
 from graph.text import unreadable_text
 from graph.workflows import get_workflow
+from observability.db import StoreError
 from tools.base import ToolRegistry, validation_summary
 from tools.ledger import ensure_ledger
 from verifiers.gate import Usage
@@ -44,6 +46,8 @@ LEASE_TTL_S = 120.0
 MAX_TICKET_CHARS = 20_000
 MAX_SUBJECT_CHARS = 200
 """Longest free-text ticket intake accepts, for every workflow."""
+STORE_ERRORS = (StoreError, sqlite3.DatabaseError, OSError)
+"""What a damaged or unwritable trace or audit store raises."""
 SHADOW_STATUS = "recommended"
 """How a shadow run ends: at its first mutating proposal, recorded and never executed."""
 
@@ -78,6 +82,9 @@ class RunResult:
     ticket_id: str | None
     usage: Usage | None = None
     """What the run has spent so far: model calls, tokens, tool calls, retries, cost."""
+    warnings: tuple[str, ...] = ()
+    """What went wrong beside the run's outcome (its trace and audit events could not be
+    written and wait in the outbox); the outcome itself stands."""
 
 
 def initial_inputs(run_id: str, ticket: SampleTicket, started_at: float) -> InputState:
@@ -151,7 +158,10 @@ class Runner:
 
     def close(self) -> None:
         for recorder in self._recorders.values():
-            recorder.close()
+            try:
+                recorder.close()
+            except STORE_ERRORS:
+                pass  # a damaged store: what a drive could not write waits in the outbox
         self._recorders.clear()
         self._savers.close()
         self._saver = None
@@ -234,6 +244,9 @@ class Runner:
         except BadIdentity as exc:
             raise SignoffError(f"invalid requester: {exc}") from None
         self._models(workflow)  # an unusable or unpriced model is refused before the run exists
+        recorder = self._recorder(workflow)
+        if recorder is not None:
+            self._flush_outbox(recorder)  # so are stores that still owe earlier events
         policy, _ = self.load_policy(workflow)
         run_id = f"run-{uuid.uuid4().hex[:10]}"
         inputs = initial_inputs(run_id, ticket, self.clock())
@@ -243,9 +256,9 @@ class Runner:
                          ticket_id=ticket.ticket_id, customer_id=ticket.customer_id,
                          requester=requester, policy_version=policy.version if policy else None,
                          inputs=dict(inputs), lease_owner=self.owner, lease_ttl=self.lease_ttl,
-                         requester_role=requester_role)
+                         requester_role=requester_role, models=self.model_settings())
         try:
-            return self._drive(self.runs.get(run_id), workflow, inputs)
+            return self._drive(self.runs.get(run_id), workflow, inputs, fresh=True)
         finally:
             self.runs.release_lease(run_id, self.owner)
 
@@ -271,14 +284,29 @@ class Runner:
         return workflow.intake(self._domain_db(workflow), tenant_id=tenant_id, email=email,
                                subject=subject, body=body)
 
-    def resume(self, run_id: str) -> RunResult:
-        """Continue a run whose process died, from its last checkpoint."""
+    def model_settings(self) -> dict[str, Any]:
+        """The planner's and checker's settings as a run records them (no API key)."""
+        return {role: {k: v for k, v in dataclasses.asdict(settings).items() if k != "api_key"}
+                for role, settings in (("planner", self.planner_settings),
+                                       ("checker", self.checker_settings))}
+
+    def resume(self, run_id: str, *, with_current_settings: bool = False) -> RunResult:
+        """Continue a run whose process died, from its last checkpoint. A run that started
+        under other model settings is refused unless `with_current_settings`."""
         with self._leased(run_id) as record:
             if record.status == "waiting_approval":
                 raise NotWaiting(f"run {run_id} is waiting for a human decision; use "
                                  f"`signoff approve|reject|edit {run_id}`")
             if record.terminal or record.status == SHADOW_STATUS:
                 raise NotWaiting(f"run {run_id} already ended: {record.status}")
+            current = self.model_settings()
+            changed = _changed_settings(record.models, current)
+            if changed and not with_current_settings:
+                raise SignoffError(
+                    f"run {run_id} started under other model settings ({'; '.join(changed)}); "
+                    "resume it under the same ones, or pass --with-current-settings")
+            if changed:
+                self.runs.set_models(run_id, current)
             workflow = get_workflow(record.workflow)
             recorder = self._recorder(workflow)
             with self._checkpointer() as saver:
@@ -308,6 +336,7 @@ class Runner:
                 raise StaleDecision(f"run {run_id} no longer holds call {held}; it holds "
                                     f"{held_digest(record.pending)}: look again, then decide")
             workflow = get_workflow(record.workflow)
+            self.require_checkpoints(run_id)
             policy, policy_error = self.load_policy(workflow)
             if policy is None:
                 raise BadDecision(f"cannot accept a decision: {policy_error}")
@@ -334,16 +363,31 @@ class Runner:
                 decision = decision.model_copy(update={"args": merged})
             return self._drive(record, workflow, Command(resume=decision.model_dump()))
 
+    def require_checkpoints(self, run_id: str) -> None:
+        """Raise DamagedData when a run that must have checkpoints (it waits for a decision)
+        has none: checkpoints.db was emptied, truncated or replaced, and driving it would
+        start the graph over on no state."""
+        with self._checkpointer() as saver:
+            if saver.get_tuple(thread_config(run_id)) is None:  # type: ignore[arg-type]
+                raise DamagedData(
+                    f"run {run_id} waits for a decision but {self.home.checkpoints_db} holds "
+                    "no checkpoint of it (the file was emptied, truncated or replaced); "
+                    "restore it from a backup")
+
     def status(self, run_id: str) -> RunRecord:
         return self.runs.get(run_id)
 
     def usage(self, run_id: str) -> Usage | None:
-        """What the run has spent, from its latest checkpoint; None before its first one."""
+        """What the run has spent, from its latest checkpoint; None before its first one.
+        Raises DamagedData for a waiting run whose checkpoints are gone."""
         return self.state(run_id).get("usage")
 
     def state(self, run_id: str) -> dict[str, Any]:
-        """The run's graph state at its latest checkpoint (empty before its first one)."""
+        """The run's graph state at its latest checkpoint (empty before its first one).
+        Raises DamagedData for a waiting run whose checkpoints are gone."""
         record = self.runs.get(run_id)  # an unknown run id is a one-line error
+        if record.status == "waiting_approval":
+            self.require_checkpoints(run_id)
         with self._checkpointer() as saver:
             graph = self._compiled(get_workflow(record.workflow), saver)
             values = graph.get_state(thread_config(run_id)).values  # type: ignore[arg-type]
@@ -386,7 +430,7 @@ class Runner:
             ensure_ledger(conn)
         except (OSError, ValueError, sqlite3.DatabaseError) as exc:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise SignoffError(f"cannot open the {workflow.name} database: {message}") from None
+            raise DamagedData(f"cannot open the {workflow.name} database: {message}") from None
         return conn
 
     def _requester_role(self, workflow: Workflow, policy: Policy | None, requester: str,
@@ -423,11 +467,89 @@ class Runner:
             self._registries[workflow.name] = workflow.tools(self.tool_faults)
         return self._registries[workflow.name]
 
-    def _drive(self, record: RunRecord, workflow: Workflow, payload: Any) -> RunResult:
+    def _drive(self, record: RunRecord, workflow: Workflow, payload: Any, *,
+               fresh: bool = False) -> RunResult:
+        """Drive the run's graph until it ends or waits. Should that fail on an error, the
+        run is never left "running" with nothing driving it: see `_settle`."""
+        driven: list[bool] = []
+        try:
+            return self._drive_graph(record, workflow, payload, driven)
+        except Exception as exc:
+            try:
+                self._settle(record, workflow, exc, driven=bool(driven) or fresh)
+            except Exception:  # noqa: BLE001 - the registry itself failed; report the cause
+                pass
+            raise
+
+    def _settle(self, record: RunRecord, workflow: Workflow, exc: Exception, *,
+                driven: bool) -> None:
+        """Put a run whose drive failed on `exc` where its checkpoints say it is: still
+        waiting for a decision, or at its end. A run the graph moved on (or a new one that
+        never got going) otherwise ends as failed with the reason; one that was not driven
+        at all (a store failed to open) is left as it was."""
+        reason = f"stopped by an error: {type(exc).__name__}: {_first_line(exc)}"
+        try:
+            with self._checkpointer() as saver:
+                snapshot = self._compiled(workflow, saver).get_state(
+                    thread_config(record.run_id))  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001 - the checkpoints cannot tell; the registry can
+            snapshot = None
+        if snapshot is not None and snapshot.interrupts:
+            held, pending = _held(snapshot.interrupts[0].value)
+            self.runs.set_status(record.run_id, "waiting_approval", reason=held,
+                                 pending=pending, release=self.owner)
+        elif driven:
+            self.runs.set_status(record.run_id, "failed", reason=reason, release=self.owner)
+        else:
+            self.runs.set_status(record.run_id, record.status, reason=record.reason,
+                                 pending=record.pending, release=self.owner)
+
+    def _flush_outbox(self, recorder: Recorder) -> None:
+        """Write the events earlier drives parked, oldest first. While they still cannot be
+        written, raise DamagedData before anything runs: fail closed, so no new mutation
+        commits while an earlier one's audit entry is missing."""
+        for batch, _run_id, events in self.runs.parked_events():
+            try:
+                recorder.write(events)
+            except STORE_ERRORS as exc:
+                waiting = len(self.runs.parked_events())
+                raise DamagedData(
+                    f"the trace and audit stores cannot be written ({_first_line(exc)}): "
+                    f"{waiting} batch(es) of earlier events wait in {self.home.runs_db}'s "
+                    "outbox, and no run goes on until they are written; repair or restore "
+                    "traces.db and audit.db") from None
+            self.runs.unpark_events(batch)
+            self._note_audit_head(recorder)
+
+    def _note_audit_head(self, recorder: Recorder) -> None:
+        """Keep the audit log's head in the run registry after a write, so a plain `signoff
+        audit verify` notices entries dropped from the log, or the log deleted."""
+        head = getattr(recorder, "audit_head", None)  # a stand-in recorder may keep no log
+        if head is not None:
+            self.runs.note_audit_head(*head())
+
+    def _write_events(self, recorder: Recorder, run_id: str, events: list[Any]) -> str | None:
+        """Write a drive's events; should the stores fail, park them in the outbox and return
+        the warning to report (what the drive did stands)."""
+        try:
+            recorder.write(events)
+            self._note_audit_head(recorder)
+        except STORE_ERRORS as exc:
+            self.runs.park_events(run_id, events, _first_line(exc))
+            return (f"the run's trace and audit events could not be written "
+                    f"({_first_line(exc)}); {len(events)} event(s) wait in "
+                    f"{self.home.runs_db}'s outbox and are written before the next run goes "
+                    "on, once traces.db and audit.db work again")
+        return None
+
+    def _drive_graph(self, record: RunRecord, workflow: Workflow, payload: Any,
+                     driven: list[bool]) -> RunResult:
         policy, policy_error = self.load_policy(workflow)
         planner, checker = self._models(workflow)
         db = self._domain_db(workflow)
         recorder = self._recorder(workflow)
+        if recorder is not None:
+            self._flush_outbox(recorder)
         try:
             ctx = RunContext(
                 run_id=record.run_id, tenant_id=record.tenant_id, requester=record.requester,
@@ -461,6 +583,7 @@ class Runner:
                 renewed = self.clock()
                 held = ""
                 breakpoints = ["execute"] if self.shadow else None
+                driven.append(True)
                 try:
                     while True:
                         for chunk in graph.stream(payload, config,  # type: ignore[call-overload]
@@ -485,7 +608,7 @@ class Runner:
                     # Should the process die before this, `resume` writes them from the
                     # checkpoint history.
                     if recorder is not None and events:
-                        recorder.write(events)
+                        self._write_events(recorder, record.run_id, events)
                     raise
             values = snapshot.values
             reason: str | None
@@ -496,10 +619,8 @@ class Runner:
                 reason = (f"shadow: recommends {held} ({gate.get('tier')} by "
                           f"{gate.get('rule_id')}); not executed")
             elif snapshot.interrupts:
-                status, reason = "waiting_approval", "waiting for a human decision"
-                pending = snapshot.interrupts[0].value
-                gate = pending.get("gate") or {}
-                reason = f"held by {gate.get('rule_id')}: {gate.get('reason')}"
+                status = "waiting_approval"
+                reason, pending = _held(snapshot.interrupts[0].value)
             else:
                 status = values.get("outcome") or "failed"
                 reason, pending = values.get("reason"), None
@@ -507,16 +628,41 @@ class Runner:
                     with recorder.capture() as finish:
                         recorder.finish_run(record.run_id, outcome=status, reason=reason)
                     events.extend(finish)
+            warning = None
             if recorder is not None and events:
-                recorder.write(events)  # one transaction per store for the whole drive
+                # One transaction per store for the whole drive. The outcome is what it is
+                # whether or not this lands: a failed write is a warning, never the result.
+                warning = self._write_events(recorder, record.run_id, events)
             # The drive is over: the status and the lease's release are one committed write (the
             # callers' own release then finds nothing to do).
             self.runs.set_status(record.run_id, status, reason=reason, pending=pending,
                                  release=self.owner)
             return RunResult(run_id=record.run_id, status=status, reason=reason,
                              pending=pending, mutations=values.get("mutations", 0),
-                             ticket_id=record.ticket_id, usage=values.get("usage"))
+                             ticket_id=record.ticket_id, usage=values.get("usage"),
+                             warnings=(warning,) if warning else ())
         except BaseException:
             if db.in_transaction:
                 db.rollback()  # never leave a half-done transaction on the shared connection
             raise
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _held(pending: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The registry's reason and pending for a run waiting at an approval interrupt."""
+    gate = pending.get("gate") or {}
+    return f"held by {gate.get('rule_id')}: {gate.get('reason')}", pending
+
+
+def _changed_settings(started: dict[str, Any] | None, current: dict[str, Any]) -> list[str]:
+    """Each model setting that differs from the run's recorded ones, as `role.name: a -> b`;
+    none for a run registered before settings were recorded."""
+    if started is None:
+        return []
+    return [f"{role}.{name}: {value!r} -> {current[role].get(name)!r}"
+            for role in sorted(current) for name, value in sorted(started.get(role, {}).items())
+            if current[role].get(name) != value]

@@ -155,6 +155,11 @@ class AgentState(TypedDict):
     """Policy refusals handed to the planner so far (on_block = "replan"); the policy's
     budgets.refusals bounds them."""
     first_warning_at: NotRequired[float | None]
+    held_since: NotRequired[float | None]
+    """When the run began waiting for a human decision (verify routed it to approve)."""
+    waited_s: NotRequired[float]
+    """Seconds the run spent waiting for human decisions; the wall-clock budget counts the
+    agent's time only (a hold has its own expiry)."""
     outcome: NotRequired[Outcome]
     reason: NotRequired[str]
     events: Annotated[list[Any], keep_nothing]

@@ -337,6 +337,10 @@ class Recorder:
         at = self._clock()
         self._emit([FINISH, run_id, outcome, reason_text, at])
 
+    def audit_head(self) -> tuple[int, str]:
+        """(seq, entry_hash) of the audit log's newest entry, for its writer to keep."""
+        return self._audit.head()
+
     def close(self) -> None:
         """Checkpoint both databases' WAL into their files and close them."""
         with self._lock:

@@ -114,8 +114,9 @@ def paused(home: Path) -> str:
     return run_id_in(result.output)
 
 
-def one_line_error(result, expected: str) -> None:  # noqa: ANN001
-    assert result.exit_code == 1, result.output
+def one_line_error(result, expected: str, code: int = 1) -> None:  # noqa: ANN001
+    """One `error:` line holding `expected`; exit 1 (a mistake) or 3 (damaged data)."""
+    assert result.exit_code == code, result.output
     assert "Traceback" not in result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
@@ -183,7 +184,7 @@ def test_missing_or_corrupt_database_is_a_clean_error(home: Path, paused: str,
         expected = "not a signoff support database"
     before = db.read_bytes() if db.exists() and damage != "missing" else None
     result = CliRunner().invoke(app, ["approve", paused, "--as", "lead@acme.example"])
-    one_line_error(result, expected)
+    one_line_error(result, expected, code=3)
     if before is not None:
         assert db.read_bytes() == before
     assert "waiting_approval" in CliRunner().invoke(app, ["status", paused]).output
@@ -192,7 +193,7 @@ def test_missing_or_corrupt_database_is_a_clean_error(home: Path, paused: str,
 def test_corrupt_control_database_is_a_clean_error(home: Path) -> None:
     home.mkdir(parents=True)
     (home / "control.db").write_bytes(b"garbage" * 1000)
-    one_line_error(CliRunner().invoke(app, ["runs"]), "not a usable run registry")
+    one_line_error(CliRunner().invoke(app, ["runs"]), "not a usable run registry", code=3)
 
 
 def test_every_command_has_help_with_an_example() -> None:
@@ -226,6 +227,32 @@ def test_a_corrupt_store_leaves_the_waiting_run_waiting(home: Path, paused: str,
     (home / name).write_bytes(b"\x13garbage" * 500)
     before = counts(home)
     one_line_error(CliRunner().invoke(app, ["approve", paused, "--as", "lead@acme.example"]),
-                   expected)
+                   expected, code=3)
     assert counts(home) == before
     assert "waiting_approval" in CliRunner().invoke(app, ["status", paused]).output
+
+
+def test_a_ticket_text_is_read_from_standard_input(home: Path) -> None:
+    result = CliRunner().invoke(app, ["run", "--text-file", "-", "--email",
+                                      "aiko.tanaka@example.com"],
+                                input="Where is ORD-10005? It never came.\n")
+    assert result.exit_code == 0, result.output
+    assert "customer answered on the ticket" in result.output
+
+
+def test_a_ticket_text_file_that_cannot_be_read_is_one_line(home: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("Où est ORD-10005?".encode("latin-1"))
+    for name, expected in ((str(tmp_path / "missing.txt"), "cannot read --text-file"),
+                           (str(bad), "the ticket text is not valid UTF-8")):
+        result = CliRunner().invoke(app, ["run", "--text-file", name, "--email",
+                                          "aiko.tanaka@example.com"])
+        one_line_error(result, expected)
+
+
+def test_run_ids_are_never_cut_in_traces(home: Path) -> None:
+    ran = CliRunner().invoke(app, ["run", "TKT-1001"])
+    run_id = run_id_in(ran.output)
+    listed = CliRunner().invoke(app, ["traces"])
+    assert listed.exit_code == 0, listed.output
+    assert run_id in listed.output

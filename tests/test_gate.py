@@ -240,6 +240,17 @@ BLOCK_CASES = [
     BlockCase("not in allowlist", "list_orders", {"customer_id": "CUS-0002"},
               "tool.not_allowed", "allowlist", {"policy": NO_LIST_ORDERS}),
     BlockCase("args not JSON", "create_refund_request", None, "args.not_json", "not valid JSON"),
+    BlockCase("true is not an amount", "create_refund_request",
+              {**refund("ORD-10002", 1), "amount_cents": True}, "args.schema",
+              "amount_cents: Input should be a valid integer"),
+    BlockCase("a numeric string is not an amount", "create_refund_request",
+              {**refund("ORD-10002", 1), "amount_cents": "9000"}, "args.schema",
+              "amount_cents: Input should be a valid integer"),
+    BlockCase("NUL in a note", "add_ticket_note", {"ticket_id": "TKT-1002", "body": "hi\x00"},
+              "args.schema", "body: Text holds a control character (U+0000)"),
+    BlockCase("escape in a reason", "escalate_to_human",
+              {"ticket_id": "TKT-1002", "reason": "call \x1b[2Jme"}, "args.schema",
+              "reason: Text holds a control character (U+001B)"),
     BlockCase("out of tenant", "get_order", {"order_id": "ORD-10012"}, "scope",
               "another tenant"),
     BlockCase("other tenant's ticket", "add_ticket_note",
@@ -515,6 +526,23 @@ def test_graph_never_lets_an_invalid_call_reach_a_tool(graph_env: dict[str, Any]
         assert spec is not None and name == tool
         assert isinstance(called_with, spec.input_model)
         assert called_with == parsed
+
+
+@pytest.mark.parametrize("limit", [True, "5", 5.0], ids=["true", "numeric string", "float"])
+def test_a_model_written_call_is_checked_strictly(graph_env: dict[str, Any],
+                                                  limit: Any) -> None:
+    # Lax parsing read `true` as 1 (a refund of `true` paid out one cent); now the call is
+    # refused at the gate and no tool runs.
+    args = {"customer_id": "CUS-0002", "limit": limit}
+    assert run_one_call(graph_env, "list_orders", args).calls == []
+    assert len(run_one_call(graph_env, "list_orders", {**args, "limit": 5}).calls) == 1
+
+
+def test_multiline_text_is_still_text(db: sqlite3.Connection) -> None:
+    body = "Line one.\n\tLine two.\r\n"
+    decision = evaluate_gate(request(db, "add_ticket_note",
+                                     {"ticket_id": "TKT-1002", "body": body}))
+    assert decision["route"] == "verify", decision
 
 
 def test_a_model_with_no_price_is_refused_at_run_start(home: Path) -> None:

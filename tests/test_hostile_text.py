@@ -92,6 +92,12 @@ def test_a_subject_is_bounded_and_one_line(home: Path, args: list[str], message:
      "the reason holds a control character"),
     ({"action": "edit", "by": "lead@acme.example", "args": {"reason": "a\udc80"}},
      "argument reason is not valid UTF-8"),
+
+    ({"action": "edit", "by": "lead@acme.example", "args": {"amount_cents": "9000"}},
+     "edited arguments fail create_refund_request's schema: amount_cents: Input should be a "
+     "valid integer"),
+    ({"action": "edit", "by": "lead@acme.example", "args": {"amount_cents": True}},
+     "amount_cents: Input should be a valid integer"),
 ])
 def test_unreadable_text_in_a_decision_is_refused(runner: Runner, decision: dict,
                                                   message: str) -> None:

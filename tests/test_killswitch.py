@@ -210,3 +210,21 @@ def test_execute_checks_the_switch_again(home: Path) -> None:
     assert state["gate"]["rule_id"] == "refund.small"  # the gate had passed it
     assert state["verdict"]["ok"] is True
     assert refunds_of(home, result.run_id) == []
+
+
+def test_status_says_when_a_kill_switch_holds_or_ended_a_run(home: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    cli = CliRunner()
+    held = cli.invoke(app, ["run", "TKT-1002", "--as", "ops@signoff.local"])
+    run_id = held.output.split()[1].rstrip(":")
+    assert cli.invoke(app, ["kill", "--workflow", "support", "--reason", "refund bug"]
+                      ).exit_code == 0
+    waiting = cli.invoke(app, ["status", run_id]).output
+    assert ("held by a kill switch for workflow support set by " in waiting
+            and ": refund bug: nothing this run does commits until it is cleared" in waiting)
+    cli.invoke(app, ["approve", run_id, "--as", "lead@acme.example"])
+    ended = cli.invoke(app, ["status", run_id]).output
+    assert "status: blocked" in ended and "ended by a kill switch" in ended

@@ -6,6 +6,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from cli.main import GuardedTyper
 from cli.observability import register
 from observability import Recorder
 from observability.testing import FakeClock, ToolSpec, record_run
@@ -14,7 +15,7 @@ runner = CliRunner()
 
 
 def make_app(home: Path) -> typer.Typer:
-    app = typer.Typer()
+    app = GuardedTyper()  # the CLI's own kind: its guard turns errors into exit codes
     register(app, lambda: home)
     return app
 
@@ -126,7 +127,7 @@ def test_missing_or_corrupt_databases_give_one_line_errors(
         for name in ("traces.db", "audit.db"):
             (tmp_path / name).write_bytes(b"not a database at all" * 200)
     result = runner.invoke(make_app(tmp_path), args)
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 3, result.output  # a damaged or unusable data directory
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert re.fullmatch(r"error: [^\n]+\n", result.stderr), result.stderr
     assert "Traceback" not in result.output

@@ -7,13 +7,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from checkpoints.prune import parse_duration, prune_finished
 from checkpoints.runs import RunStore
 from checkpoints.soak import SCENARIOS, forked_action
 from cli.checkpoints import register
+from cli.main import GuardedTyper
 from graph.runner import Home, Runner
 from graph.workflows import get_workflow
 
@@ -104,6 +104,20 @@ def test_prune_deletes_old_finished_runs_and_reclaims_space(
     runner.close()
 
 
+def test_policy_explain_says_a_pruned_run_was_pruned(
+        aged_home: tuple[Path, dict[str, str], Clock], monkeypatch: pytest.MonkeyPatch) -> None:
+    from cli.main import app
+
+    home, runs, clock = aged_home
+    prune_finished(home, 7 * DAY, now=clock.now)
+    monkeypatch.setenv("SIGNOFF_HOME", str(home))
+    result = CliRunner().invoke(app, ["policy", "explain", runs["resolved"]])
+    assert result.exit_code == 0, result.output
+    assert "its checkpoints were pruned (`signoff prune`)" in result.output
+    assert "outcome: resolved" in result.output
+    assert "unfinished" not in result.output
+
+
 def test_dry_run_deletes_nothing(aged_home: tuple[Path, dict[str, str], Clock]) -> None:
     home, runs, clock = aged_home
     before = threads(home)
@@ -116,7 +130,7 @@ def test_prune_command(aged_home: tuple[Path, dict[str, str], Clock],
                        monkeypatch: pytest.MonkeyPatch) -> None:
     home, runs, clock = aged_home
     monkeypatch.setattr("checkpoints.prune.time.time", lambda: clock.now)
-    app = typer.Typer()
+    app = GuardedTyper()
     register(app, lambda: home)
 
     @app.command()
@@ -144,9 +158,9 @@ def test_prune_command(aged_home: tuple[Path, dict[str, str], Clock],
 
 
 def test_prune_on_a_directory_without_signoff_data(tmp_path: Path) -> None:
-    app = typer.Typer()
+    app = GuardedTyper()
     register(app, lambda: tmp_path / "nothing-here")
     app.command()(lambda: None)
     result = CliRunner().invoke(app, ["prune", "--older-than", "1d"])
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # an unusable data directory
     assert result.output.startswith("error: no run registry in")

@@ -193,3 +193,66 @@ def test_resume_refuses_a_checkpoint_with_an_unreadable_event(
     finally:
         runner.close()
     assert trace_counts(tmp_path, run_id)["decisions"] == 0
+
+
+def damage_pages(path: Path) -> None:
+    """Overwrite every page after the schema's with garbage: the file still opens, and the
+    next write into its tables fails with "database disk image is malformed"."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    data = bytearray(path.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    data[2 * page:] = b"\x5a" * (len(data) - 2 * page)
+    path.write_bytes(bytes(data))
+
+
+def test_a_committed_refund_is_reported_as_it_is_when_the_audit_write_fails(
+        home: Path) -> None:
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    cli = CliRunner()
+    held = cli.invoke(app, ["run", "TKT-1002", "--as", "ops@signoff.local"])
+    run_id = held.output.split()[1].rstrip(":")
+    backup = home.parent / "audit-backup.db"
+    with sqlite3.connect(home / "audit.db") as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    shutil.copy(home / "audit.db", backup)
+    damage_pages(home / "audit.db")
+
+    approved = cli.invoke(app, ["approve", run_id, "--as", "lead@acme.example"])
+    assert approved.exit_code == 0, approved.output
+    assert approved.stdout.startswith(f"run {run_id}: resolved (2 mutation(s))")
+    (warning,) = approved.stderr.strip().splitlines()
+    assert warning.startswith("warning: the run's trace and audit events could not be written "
+                              "(database disk image is malformed)")
+    with sqlite3.connect(home / "support.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM refunds WHERE run_id = ?",
+                            (run_id,)).fetchone()[0] == 1
+    status = cli.invoke(app, ["status", run_id]).output
+    assert "status: resolved" in status and "not yet written" in status
+
+    # Fail closed: nothing new runs while an earlier mutation's audit entry is missing.
+    with sqlite3.connect(home / "control.db") as conn:
+        runs_before = conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+    refused = cli.invoke(app, ["run", "TKT-1001"])
+    assert refused.exit_code == 3, refused.output
+    assert refused.stderr.startswith("error: the trace and audit stores cannot be written")
+    with sqlite3.connect(home / "control.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == runs_before
+
+    # Once the store is restored, the next run writes the parked events first.
+    for suffix in ("-wal", "-shm"):
+        Path(f"{home / 'audit.db'}{suffix}").unlink(missing_ok=True)
+    shutil.copy(backup, home / "audit.db")
+    assert cli.invoke(app, ["run", "TKT-1001"]).exit_code == 0
+    with sqlite3.connect(home / "control.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM event_outbox").fetchone()[0] == 0
+    assert "mutation" in audit_kinds(home, run_id)
+    assert audit_kinds(home, run_id)[-1] == "run_finished"
+    assert verify_audit(home).ok

@@ -8,12 +8,16 @@ run's `ToolContext`, never from arguments a model wrote.
 from __future__ import annotations
 
 import functools
+import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from graph.text import unreadable_text
 
 Risk = Literal["read", "write", "handoff"]
 
@@ -70,8 +74,23 @@ class ToolSpec:
     the ticket's customer, else None. Used by the policy gate before anything runs."""
 
     def parse_args(self, args: dict[str, Any]) -> BaseModel:
-        """Validate raw arguments; raises pydantic.ValidationError."""
-        return self.input_model.model_validate(args)
+        """Validate raw arguments strictly; raises pydantic.ValidationError.
+
+        Arguments are JSON whoever wrote them (a model or an approver's edit), so they are
+        validated as JSON in strict mode: `true` or `"9000"` is not an integer amount. Text
+        holding NUL or another control character (newline, tab and carriage return aside) or
+        invalid UTF-8 is refused before the schema is consulted.
+        """
+        unreadable = [
+            InitErrorDetails(type=PydanticCustomError("unreadable_text", "Text {problem}",
+                                                      {"problem": problem}),
+                             loc=loc, input=value)
+            for loc, value in _strings(args)
+            if (problem := unreadable_text(value)) is not None
+        ]
+        if unreadable:
+            raise ValidationError.from_exception_data(self.input_model.__name__, unreadable)
+        return self.input_model.model_validate_json(json.dumps(args), strict=True)
 
     def openai_schema(self) -> dict[str, Any]:
         """The function-calling schema a chat model is bound with."""
@@ -90,6 +109,20 @@ def _json_schema(model: type[BaseModel]) -> dict[str, Any]:
     # Generating a pydantic schema costs milliseconds and the planner binds every tool on
     # every step; a model class's schema never changes, so build it once per class.
     return model.model_json_schema()
+
+
+def _strings(value: Any, loc: tuple[str | int, ...] = ()) -> Iterator[
+        tuple[tuple[str | int, ...], str]]:
+    """Every string inside JSON arguments (object keys included), with where it is."""
+    if isinstance(value, str):
+        yield loc, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield (*loc, str(key)), str(key)
+            yield from _strings(item, (*loc, str(key)))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _strings(item, (*loc, i))
 
 
 def validation_summary(err: ValidationError) -> str:

@@ -24,6 +24,9 @@ def approve(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ctx = runtime.context
     proposal, held_gate = state.get("proposal"), state.get("gate")
     assert proposal is not None and held_gate is not None
+    # The wait is the human's time, not the agent's: the wall-clock budget leaves it out.
+    waited = {"held_since": None, "waited_s": state.get("waited_s", 0.0)
+              + max(0.0, ctx.clock() - (state.get("held_since") or ctx.clock()))}
     try:
         decision, role = check_decision(payload, requester=ctx.requester, policy=ctx.policy,
                                         tenant_id=ctx.tenant_id,
@@ -31,7 +34,7 @@ def approve(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
                                         required_roles=held_gate.get("approver_roles"),
                                         customer=state["ticket"].get("customer_email"))
     except BadDecision as exc:
-        return {"outcome": "blocked", "reason": f"approval refused: {exc}"}
+        return {**waited, "outcome": "blocked", "reason": f"approval refused: {exc}"}
     assert ctx.policy is not None
     approval = Approval(action=decision.action, by=decision.by, role=role,
                         reason=decision.reason, policy_version=ctx.policy.version,
@@ -44,7 +47,7 @@ def approve(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
             data={"by": decision.by, "role": role, "tool": proposal["tool"],
                   "args": decision.args if decision.action == "edit" else proposal["args"],
                   "policy_version": ctx.policy.version})
-    update: dict[str, Any] = {"approval": approval}
+    update: dict[str, Any] = {**waited, "approval": approval}
     if decision.action == "reject":
         update.update(outcome="rejected",
                       reason=f"rejected by {decision.by} ({role}): {decision.reason}")

@@ -24,7 +24,7 @@ def gate(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         tool=proposal["tool"],
         args=proposal["args"],
         usage=state["usage"],
-        elapsed_seconds=ctx.clock() - state["started_at"],
+        elapsed_seconds=ctx.clock() - state["started_at"] - state.get("waited_s", 0.0),
         kill_reason=ctx.runs.kill_reason(ctx.workflow.name),
         policy=ctx.policy,
         policy_error=ctx.policy_error,

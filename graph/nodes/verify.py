@@ -78,6 +78,9 @@ def verify(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         usage = add_usage(usage, model_usage(attempt.tokens_in, attempt.tokens_out, ctx.price(
             name, attempt.tokens_in, attempt.tokens_out)))
     update: dict[str, Any] = {"verdict": verdict, "usage": usage}
+    held = state.get("gate")
+    if not failed and held is not None and held["tier"] == "yellow":
+        update["held_since"] = ctx.clock()  # approve waits next: that time is not the agent's
     if failed:
         update["outcome"] = "blocked"
         update["reason"] = f"verifier: {reason}"
