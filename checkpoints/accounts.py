@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from graph.errors import SignoffError
+from graph.errors import DamagedData, SignoffError
 from graph.identity import normalize_identity
 from verifiers.aggregates import parse_window
 
@@ -104,7 +104,7 @@ class AccountStore:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.executescript(SCHEMA)
         except sqlite3.DatabaseError as exc:
-            raise SignoffError(f"{path} is not a usable control database: {exc}") from None
+            raise DamagedData(f"{path} is not a usable control database: {exc}") from None
 
     def close(self) -> None:
         self.conn.close()
