@@ -36,7 +36,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy cli graph tools verifiers checkpoints evals observability
+	$(BIN)/mypy cli graph tools verifiers checkpoints evals observability service
 
 check: lint typecheck test
 

@@ -375,4 +375,9 @@ def render(r: dict[str, Any]) -> str:
                 table(["command", "median", "slowest"],
                       [[label, f"{t['median_s']:.2f} s", f"{t['max_s']:.2f} s"]
                        for label, t in c["commands"].items()]), ""]
+    served = OUT / "service.json"  # section 8 is measured by `python -m bench.service`
+    if served.is_file():
+        from bench.service import section
+
+        out += section(json.loads(served.read_text(encoding="utf-8")))
     return "\n".join(out)

@@ -15,7 +15,7 @@ import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,12 +176,23 @@ class RunStore:
             data[column] = json.loads(data[column]) if data[column] else None
         return RunRecord(**data)
 
-    def list(self, *, status: str | None = None, limit: int = 50) -> list[RunRecord]:
-        sql = "SELECT run_id FROM runs"
-        params: tuple[Any, ...] = ()
-        if status:
-            sql += " WHERE status = ?"
-            params = (status,)
+    def list(self, *, status: str | None = None, limit: int = 50,
+             tenants: Sequence[str] | None = None, ticket_id: str | None = None,
+             workflow: str | None = None) -> list[RunRecord]:
+        """Runs newest first, filtered by status, tenant (any of `tenants`; "*" is every
+        tenant), ticket and workflow."""
+        where: builtins.list[str] = []
+        params: builtins.list[Any] = []
+        for column, value in (("status", status), ("ticket_id", ticket_id),
+                              ("workflow", workflow)):
+            if value:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if tenants is not None and "*" not in tenants:
+            where.append(f"tenant_id IN ({', '.join('?' * len(tenants))})" if tenants
+                         else "0")
+            params.extend(tenants)
+        sql = "SELECT run_id FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY created_at DESC, run_id LIMIT ?"
         ids = [r[0] for r in self.conn.execute(sql, (*params, limit))]
         return [self.get(run_id) for run_id in ids]

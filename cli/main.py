@@ -29,6 +29,7 @@ from rich.text import Text
 
 from checkpoints.runs import TERMINAL, RunRecord, holder_is_dead
 from cli.errors import DAMAGED, INTERNAL, REFUSED, USAGE, BadUsage, read_only
+from cli.remote import remote_from_env
 from graph.errors import BadDecision, DamagedData, SignoffError
 
 if TYPE_CHECKING:  # the graph, its models and stores load when a command runs, not for --help
@@ -176,6 +177,13 @@ def requester_default() -> str:
 
 
 def make_runner() -> Runner:
+    runner = build_runner(home())
+    _runners.append(runner)
+    return runner
+
+
+def build_runner(data: Home) -> Runner:
+    """A runner on `data` with the models, recorder and prices the environment names."""
     from graph.models import ModelSettings
     from graph.runner import Runner
 
@@ -187,10 +195,8 @@ def make_runner() -> Runner:
         raise SignoffError(str(exc)) from None
     from graph.observe import recorder_factory
 
-    runner = Runner(home(), planner_settings=planner, checker_settings=checker,
-                    recorder_factory=recorder_factory())
-    _runners.append(runner)
-    return runner
+    return Runner(data, planner_settings=planner, checker_settings=checker,
+                  recorder_factory=recorder_factory())
 
 
 def command_name() -> str:
@@ -308,19 +314,10 @@ def run(ticket: str = typer.Argument(None, help="A sample ticket id, e.g. TKT-10
     wf = get_workflow(workflow)
     runner = make_runner()
     runner.ensure_domain_db(wf)
-    if text is not None:
-        if ticket is not None:
-            raise SignoffError("give a sample ticket id or --text, not both")
-        if not email:
-            raise SignoffError("--text needs --email (the customer who wrote it)")
-        sample = runner.intake(wf.name, tenant_id=tenant, email=email, subject=subject, body=text)
-    elif ticket is not None:
-        known = {t.ticket_id: t for t in wf.sample_tickets()}
-        if ticket not in known:
-            raise SignoffError(f"unknown sample ticket {ticket!r} (known: {', '.join(known)})")
-        sample = known[ticket]
-    else:
-        raise SignoffError("give a sample ticket id (e.g. TKT-1001) or --text")
+    if text is not None and not email:
+        raise SignoffError("--text needs --email (the customer who wrote it)")
+    sample = runner.ticket(wf.name, ticket, text=text, email=email, tenant_id=tenant,
+                           subject=subject)
     print_result(runner.start(wf.name, sample, requester=as_user or requester_default()))
 
 
@@ -351,9 +348,12 @@ def runs(status: str = typer.Option(None, help="Only runs with this status."),
         table.add_column(column, no_wrap=True,
                          min_width=RUN_ID_WIDTH if column == "run" else None)
     table.add_column("reason", overflow="fold")
-    for r in make_runner().runs.list(status=status, limit=limit):
-        table.add_row(r.run_id, r.workflow, r.ticket_id or "", r.tenant_id, r.requester,
-                      r.status, r.reason or "")
+    client = remote_from_env()
+    rows = [dict(vars(r)) for r in make_runner().runs.list(status=status, limit=limit)] \
+        if client is None else client.runs(status, limit)
+    for r in rows:
+        table.add_row(r["run_id"], r["workflow"], r["ticket_id"] or "", r["tenant_id"],
+                      r["requester"], r["status"], r["reason"] or "")
     out.print(table)
 
 
@@ -364,6 +364,10 @@ def status(run_id: str = typer.Argument(..., help="The run id.")) -> None:
 
     Example: signoff status run-0123456789
     """
+    client = remote_from_env()
+    if client is not None:
+        _print_remote(client.status(run_id))
+        return
     runner = make_runner()
     r = runner.status(run_id)
     out.print(f"run {r.run_id} ({r.workflow} {r.workflow_version}, ticket {r.ticket_id}, "
@@ -382,6 +386,9 @@ def status(run_id: str = typer.Argument(..., help="The run id.")) -> None:
         out.print(f"held action: {p.get('tool')} {json.dumps(p.get('args'))}", soft_wrap=True)
         verdict = r.pending.get("verdict") or {}
         out.print(f"verifier: {verdict.get('reason', '-')}")
+        from graph.approvals import held_digest
+
+        out.print(f"held call digest: {held_digest(r.pending)}")
         out.print(f"decide: {command_name()} approve|reject|edit {r.run_id} --as APPROVER")
     if r.lease_owner:
         out.print(f"held by process {r.lease_owner}{_holder_state(r)}")
@@ -409,48 +416,83 @@ def _holder_state(r: RunRecord) -> str:
     return f" (lease for {left:.0f}s more)"
 
 
-def _decide(run_id: str, payload: dict[str, Any]) -> None:
-    print_result(make_runner().decide(run_id, payload))
+def _print_remote(view: dict[str, Any]) -> None:
+    """A run as the service returned it, printed like `status` prints a local one."""
+    out.print(f"run {view['run_id']} ({view['workflow']} {view['workflow_version']}, ticket "
+              f"{view['ticket_id']}, tenant {view['tenant_id']}, started by "
+              f"{view['requester']})")
+    out.print(Text.assemble("status: ", (view["status"], "bold")))
+    if view.get("reason"):
+        out.print(f"why: {view['reason']}")
+    held = view.get("held")
+    if held:
+        out.print(f"held action: {held['tool']} {json.dumps(held['args'])}", soft_wrap=True)
+        out.print(f"verifier: {(held.get('verdict') or {}).get('reason', '-')}")
+        out.print(f"held call digest: {held['digest']}")
+        if not view.get("can_decide"):
+            out.print(f"you cannot decide it: {view.get('cannot_decide_because')}")
+
+
+def _decide(run_id: str, action: str, as_user: str | None, reason: str,
+            args: dict[str, Any] | None = None, held: str | None = None) -> None:
+    client = remote_from_env()
+    if client is not None:
+        if as_user is not None:
+            raise SignoffError("--as is not taken with SIGNOFF_URL: the token says who decides")
+        _print_remote(client.decide(run_id, action, reason=reason, args=args, held=held))
+        return
+    if not as_user:
+        raise BadUsage("--as is required: the approver's identity (trusted-local)")
+    payload: dict[str, Any] = {"action": action, "by": as_user, "reason": reason}
+    if args is not None:
+        payload["args"] = args
+    print_result(make_runner().decide(run_id, payload, held=held))
+
+
+AS_APPROVER = typer.Option(None, "--as", help="The approver's identity (local stores only; "
+                                              "with SIGNOFF_URL the token says who decides).")
+HELD = typer.Option(None, "--held", help="The held call's digest `status` printed: refused "
+                                         "if the run now holds another call.")
 
 
 @app.command()
-def approve(run_id: str = typer.Argument(...),
-            as_user: str = typer.Option(..., "--as", help="The approver's identity."),
-            reason: str = typer.Option("", "--reason")) -> None:
+def approve(run_id: str = typer.Argument(...), as_user: str = AS_APPROVER,
+            reason: str = typer.Option("", "--reason"), held: str = HELD) -> None:
     """Approve the action a run is waiting on; it commits and the run continues.
 
     Example: signoff approve run-0123456789 --as lead@acme.example --reason "receipt checked"
     """
-    _decide(run_id, {"action": "approve", "by": as_user, "reason": reason})
+    _decide(run_id, "approve", as_user, reason, held=held)
 
 
 @app.command()
 def confirm(run_id: str = typer.Argument(...),
             as_user: str = typer.Option(..., "--as", help="The run's customer."),
-            reason: str = typer.Option("", "--reason")) -> None:
+            reason: str = typer.Option("", "--reason"), held: str = HELD) -> None:
     """Confirm, as the run's own customer, an action a rule holds for the customer.
 
     Example: signoff confirm run-0123456789 --as marcus.oyelaran@example.com
     """
-    _decide(run_id, {"action": "confirm", "by": as_user, "reason": reason})
+    # Customers hold no service accounts: a confirmation is taken on the local stores only.
+    print_result(make_runner().decide(run_id, {"action": "confirm", "by": as_user,
+                                               "reason": reason}, held=held))
 
 
 @app.command()
-def reject(run_id: str = typer.Argument(...),
-           as_user: str = typer.Option(..., "--as", help="The approver's identity."),
-           reason: str = typer.Option(..., "--reason", help="Why (required).")) -> None:
+def reject(run_id: str = typer.Argument(...), as_user: str = AS_APPROVER,
+           reason: str = typer.Option(..., "--reason", help="Why (required)."),
+           held: str = HELD) -> None:
     """Reject the held action; the run stops and is handed to a human.
 
     Example: signoff reject run-0123456789 --as lead@acme.example --reason "no receipt"
     """
-    _decide(run_id, {"action": "reject", "by": as_user, "reason": reason})
+    _decide(run_id, "reject", as_user, reason, held=held)
 
 
 @app.command()
-def edit(run_id: str = typer.Argument(...),
-         as_user: str = typer.Option(..., "--as", help="The approver's identity."),
+def edit(run_id: str = typer.Argument(...), as_user: str = AS_APPROVER,
          args: str = typer.Option(..., "--args", help="JSON object of arguments to change."),
-         reason: str = typer.Option("", "--reason")) -> None:
+         reason: str = typer.Option("", "--reason"), held: str = HELD) -> None:
     """Change the held action's arguments; the edited call goes through gate and verify again.
 
     Example: signoff edit run-0123456789 --as lead@acme.example --args '{"amount_cents": 4000}'
@@ -461,7 +503,7 @@ def edit(run_id: str = typer.Argument(...),
         raise SignoffError(f"--args is not valid JSON: {exc.msg} at column {exc.colno}") from None
     if not isinstance(parsed, dict):
         raise SignoffError("--args must be a JSON object")
-    _decide(run_id, {"action": "edit", "by": as_user, "reason": reason, "args": parsed})
+    _decide(run_id, "edit", as_user, reason, args=parsed, held=held)
 
 
 @app.command()
@@ -481,7 +523,8 @@ def main() -> None:
     app()
 
 
-from cli import ops  # noqa: E402,F401 - registers the operator commands on `app`
+# Registers the operator commands, and serve, users and tokens, on `app`.
+from cli import ops, service  # noqa: E402,F401
 from cli.payments import register as _register_payments  # noqa: E402
 
 _register_payments(app)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import typer
 
-from checkpoints.runs import ALL_WORKFLOWS
 from cli.checkpoints import register as register_checkpoints
 from cli.errors import read_only
 from cli.evals import register as register_evals
@@ -26,14 +25,11 @@ register_evals(app, lambda: home().root)
 
 
 def _scope(workflow: str | None, all_workflows: bool) -> str:
-    from graph.workflows import get_workflow
+    from graph.control import kill_scope
 
     if all_workflows == (workflow is not None):
         raise SignoffError("give exactly one of --workflow NAME or --all")
-    if workflow is not None:
-        get_workflow(workflow)  # unknown names are an error, not a silent no-op
-        return workflow
-    return ALL_WORKFLOWS
+    return kill_scope(workflow, all_workflows)
 
 
 @app.command()
@@ -46,10 +42,11 @@ def kill(workflow: str = typer.Option(None, "--workflow", help="Stop this workfl
 
     Example: signoff kill --workflow support --reason "refund bug, investigating"
     """
+    from graph.control import scope_name, set_kill
+
     scope = _scope(workflow, all_workflows)
-    make_runner().runs.set_kill(scope, by=as_user or requester_default(), reason=reason)
-    what = "all workflows" if scope == ALL_WORKFLOWS else f"workflow {scope}"
-    out.print(f"kill switch set for {what}: {reason}")
+    set_kill(make_runner(), scope, by=as_user or requester_default(), reason=reason)
+    out.print(f"kill switch set for {scope_name(scope)}: {reason}")
 
 
 @app.command()
@@ -115,30 +112,7 @@ def policy_explain(run_id: str = typer.Argument(..., help="The run id.")) -> Non
 
     Example: signoff policy explain run-0123456789
     """
-    from graph.workflows import get_workflow
-    from verifiers.explain import explain_run, render
+    from graph.control import explain_lines
 
-    runner = make_runner()
-    record = runner.runs.get(run_id)  # unknown id -> one-line error
-    workflow = get_workflow(record.workflow)
-    policy, _ = runner.load_policy(workflow)
-    if record.status == "waiting_approval":
-        runner.require_checkpoints(run_id)
-    explanation = explain_run(runner.home.checkpoints_db, run_id, policy)
-    header = [f"run {record.run_id}: workflow {record.workflow} {record.workflow_version}, "
-              f"ticket {record.ticket_id}, tenant {record.tenant_id}, "
-              f"started by {record.requester}",
-              f"policy when it started: {record.policy_version or 'none (invalid or missing)'}"
-              f"; in force now: {policy.version if policy else 'none (invalid or missing)'}",
-              f"status: {record.status}"]
-    if explanation.checkpoints == 0 and record.terminal:
-        # The registry keeps how it ended; only the step-by-step record is gone.
-        header += ["its checkpoints were pruned (`signoff prune`), so its steps cannot be "
-                   "shown; its traces and audit entries are kept (`signoff traces --run "
-                   f"{record.run_id}`)",
-                   f"outcome: {record.status} - {record.reason or ''}".rstrip(" -")]
-        for line in header:
-            typer.echo(line)
-        return
-    for line in render(explanation, header):
+    for line in explain_lines(make_runner(), run_id):
         typer.echo(line)

@@ -6,6 +6,8 @@ approve node checks it again against the policy in force when it is used.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -27,6 +29,10 @@ class Decision(BaseModel):
     by: str = Field(min_length=1, max_length=200)
     reason: str = Field(default="", max_length=2000)
     args: dict[str, Any] | None = None
+    roles: list[str] | None = None
+    """The approver roles an authenticated principal holds for the run's tenant, set by the
+    service from the bearer token or session (never from a request body). When present they
+    stand in for the policy's approver lists; the local CLI (trusted-local) leaves it unset."""
 
     @model_validator(mode="after")
     def _shape(self) -> Decision:
@@ -44,6 +50,17 @@ class Decision(BaseModel):
             if problem:
                 raise ValueError(f"argument {name} {problem}")
         return self
+
+
+def held_digest(pending: dict[str, Any] | None) -> str:
+    """A fingerprint of the call a run is held on (tool, arguments, call id, origin and the
+    rule and policy that held it): a decision names it, so it cannot land on another call."""
+    pending = pending or {}
+    gate = pending.get("gate") or {}
+    held = {"proposal": pending.get("proposal"), "rule_id": gate.get("rule_id"),
+            "policy_digest": gate.get("policy_digest")}
+    text = json.dumps(held, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def _strings(value: Any, path: str = "") -> list[tuple[str, str]]:
@@ -86,7 +103,11 @@ def check_decision(payload: Any, *, requester: str, policy: Policy | None, tenan
         if same_identity(decision.by, requester):
             raise BadDecision(f"{decision.by} started this run and cannot decide on it")
         by_customer = customer is not None and same_identity(decision.by, customer)
-        roles = policy.roles_of(decision.by, tenant_id)
+        if decision.roles is not None:
+            # Authenticated: the principal's roles, limited to roles this policy defines.
+            roles = [role for role in policy.approvers if role in decision.roles]
+        else:
+            roles = policy.roles_of(decision.by, tenant_id)
     except BadIdentity as exc:
         raise BadDecision(f"invalid approver: {exc}") from None
     asks_customer = CUSTOMER_APPROVER in (required_roles or ())

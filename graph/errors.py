@@ -21,6 +21,10 @@ class BadDecision(SignoffError):
     """An approval, rejection or edit that cannot be accepted."""
 
 
+class StaleDecision(SignoffError):
+    """A decision names a held call that is no longer the one the run waits on."""
+
+
 class DamagedData(SignoffError):
     """The data directory, or a database in it, is damaged or unusable (empty, truncated, not
     a database, not a directory); nothing was changed. The CLI exits 3 for it."""

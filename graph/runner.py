@@ -26,9 +26,9 @@ from pydantic import ValidationError
 
 from checkpoints.runs import RunRecord, RunStore, new_lease_owner
 from checkpoints.saver import DURABILITY, open_checkpointer, thread_config
-from graph.approvals import check_decision
+from graph.approvals import check_decision, held_digest
 from graph.context import Recorder, RunContext, SampleTicket, Workflow
-from graph.errors import BadDecision, DamagedData, NotWaiting, SignoffError
+from graph.errors import BadDecision, DamagedData, NotWaiting, SignoffError, StaleDecision
 from graph.factory import build_graph
 from graph.identity import BadIdentity, normalize_identity
 from graph.models import ModelSettings, make_chat_model, model_name_of
@@ -321,12 +321,20 @@ class Runner:
             payload: Any = None if started else record.inputs
             return self._drive(record, workflow, payload)
 
-    def decide(self, run_id: str, payload: dict[str, Any]) -> RunResult:
-        """Apply a human decision (approve, reject or edit) to a waiting run."""
+    def decide(self, run_id: str, payload: dict[str, Any], *,
+               held: str | None = None) -> RunResult:
+        """Apply a human decision (approve, reject or edit) to a waiting run.
+
+        `held` is the digest (graph.approvals.held_digest) of the call the decider saw; when
+        given and the run now waits on another call, StaleDecision is raised and nothing changes.
+        """
         with self._leased(run_id) as record:
             if record.status != "waiting_approval":
                 raise NotWaiting(f"run {run_id} is not waiting for a decision "
                                  f"(status: {record.status})")
+            if held is not None and held != held_digest(record.pending):
+                raise StaleDecision(f"run {run_id} no longer holds call {held}; it holds "
+                                    f"{held_digest(record.pending)}: look again, then decide")
             workflow = get_workflow(record.workflow)
             self.require_checkpoints(run_id)
             policy, policy_error = self.load_policy(workflow)
@@ -341,12 +349,12 @@ class Runner:
                                          .get("customer_email"))
             if decision.action == "edit":
                 # An edit names the arguments it changes; the rest stay as held.
-                held = (record.pending or {}).get("proposal") or {}
-                tool = held.get("tool", "")
+                held_call = (record.pending or {}).get("proposal") or {}
+                tool = held_call.get("tool", "")
                 spec = workflow.tools().get(tool)
                 if spec is None:
                     raise BadDecision(f"the held call's tool {tool!r} is unknown")
-                merged = {**(held.get("args") or {}), **(decision.args or {})}
+                merged = {**(held_call.get("args") or {}), **(decision.args or {})}
                 try:
                     spec.parse_args(merged)
                 except ValidationError as exc:
@@ -372,13 +380,38 @@ class Runner:
     def usage(self, run_id: str) -> Usage | None:
         """What the run has spent, from its latest checkpoint; None before its first one.
         Raises DamagedData for a waiting run whose checkpoints are gone."""
+        return self.state(run_id).get("usage")
+
+    def state(self, run_id: str) -> dict[str, Any]:
+        """The run's graph state at its latest checkpoint (empty before its first one).
+        Raises DamagedData for a waiting run whose checkpoints are gone."""
         record = self.runs.get(run_id)  # an unknown run id is a one-line error
         if record.status == "waiting_approval":
             self.require_checkpoints(run_id)
         with self._checkpointer() as saver:
             graph = self._compiled(get_workflow(record.workflow), saver)
             values = graph.get_state(thread_config(run_id)).values  # type: ignore[arg-type]
-        return values.get("usage")
+        return dict(values)
+
+    def ticket(self, workflow_name: str, ticket_id: str | None = None, *,
+               text: str | None = None, email: str | None = None, tenant_id: str = "acme",
+               subject: str = "Support request") -> SampleTicket:
+        """The ticket a new run works on: a sample ticket by id, or free text filed by intake
+        (what `signoff run` and the service's start-a-run both take)."""
+        workflow = get_workflow(workflow_name)
+        if text is not None:
+            if ticket_id is not None:
+                raise SignoffError("give a sample ticket id or text, not both")
+            if not email:
+                raise SignoffError("ticket text needs the email of the customer who wrote it")
+            return self.intake(workflow.name, tenant_id=tenant_id, email=email,
+                               subject=subject, body=text)
+        if ticket_id is None:
+            raise SignoffError("give a sample ticket id (e.g. TKT-1001) or ticket text")
+        known = {t.ticket_id: t for t in workflow.sample_tickets()}
+        if ticket_id not in known:
+            raise SignoffError(f"unknown sample ticket {ticket_id!r} (known: {', '.join(known)})")
+        return known[ticket_id]
 
     # Internals -----------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -52,11 +53,13 @@ def search_traces(
     since: datetime | float | None = None,
     until: datetime | float | None = None,
     limit: int = 50,
+    tenant_ids: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Runs matching every given filter, newest first, each with its total cost_usd.
 
     `text` is matched as literal words against the redacted inputs, tool arguments and
     results, errors and decision reasons. `since`/`until` bound the run's start time.
+    `tenant_ids`, when given, keeps only runs of those tenants.
     """
     where: list[str] = []
     params: list[Any] = []
@@ -74,6 +77,10 @@ def search_traces(
         where.append("EXISTS (SELECT 1 FROM tool_calls t WHERE t.run_id = r.run_id"
                      " AND t.tool = ?)")
         params.append(tool)
+    if tenant_ids is not None:
+        where.append(f"r.tenant_id IN ({', '.join('?' * len(tenant_ids))})" if tenant_ids
+                     else "0")
+        params.extend(tenant_ids)
     if since is not None:
         where.append("r.started_at >= ?")
         params.append(_timestamp(since))

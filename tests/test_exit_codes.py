@@ -58,6 +58,15 @@ COMMANDS: dict[str, tuple[list[str] | None, list[str] | None]] = {
     "payments key": (None, ["payments", "key", "--db", "/nonexistent-dir/payments.db",
                             "--out", "/nonexistent-dir/payments.key"]),
     "credentials rotate": (None, ["credentials", "rotate", "iam"]),
+    "serve": (None, None),  # tests/test_service_api.py serves the app on loopback
+    "users add": (["users", "add", LEAD, "--role", "support_lead", "--tenant", "acme"],
+                  ["users", "add", "not-an-email", "--role", "support_lead", "--tenant", "acme"]),
+    "users remove-grant": (None, ["users", "remove-grant", LEAD, "--role", "finance",
+                                  "--tenant", "acme"]),
+    "users list": (["users", "list"], None),
+    "tokens create": (None, ["tokens", "create", "nobody@acme.example"]),
+    "tokens list": (["tokens", "list"], None),
+    "tokens revoke": (None, ["tokens", "revoke", "tok-nope"]),
 }
 BAD_VALUES = [
     ["runs", "--status", "bogus"],
@@ -201,7 +210,7 @@ DAMAGE = {"empty checkpoints.db": _empty_checkpoints,
           "control.db is not a database": _registry_not_a_database}
 USES_CHECKPOINTS = {"status", "approve", "confirm", "reject", "edit", "policy explain"}
 USES_REGISTRY = {"run", "runs", "status", "approve", "reject", "edit", "resume", "kill",
-                 "policy explain", "prune"}
+                 "policy explain", "prune", "users add", "users list", "tokens list"}
 MUST_FAIL = {
     "empty checkpoints.db": {"status", "approve", "reject", "edit"},
     "truncated checkpoints.db": USES_CHECKPOINTS | {"resume", "run"},
