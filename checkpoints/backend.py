@@ -26,6 +26,8 @@ from graph.errors import StoreUnavailable
 
 DATABASE_URL_ENV = "SIGNOFF_DATABASE_URL"
 POOL_SIZE_ENV = "SIGNOFF_DB_POOL_SIZE"
+SCHEMA_PREFIX_ENV = "SIGNOFF_DB_SCHEMA_PREFIX"
+DEFAULT_SCHEMA_PREFIX = "signoff_"
 Dialect = Literal["sqlite", "postgres"]
 
 
@@ -174,13 +176,26 @@ class SqliteBackend:
 
 @dataclass
 class PostgresBackend:
-    """Every store in one PostgreSQL database, connections from one psycopg pool."""
+    """Every store in one PostgreSQL database, each in its own Postgres schema
+    (`<prefix><store>`: the control store's `runs` and the trace store's `runs` never meet),
+    connections from one psycopg pool; the checkpoints in `<prefix>checkpoints`."""
 
     url: str
     pool_size: int = 10
+    schema_prefix: str = DEFAULT_SCHEMA_PREFIX
+    """Tests give each test its own prefix; a deployment keeps the default."""
     dialect: Dialect = "postgres"
     _pool: Any = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.schema_prefix.replace("_", "a").isalnum() or not self.schema_prefix.isascii():
+            raise StoreUnavailable(f"{SCHEMA_PREFIX_ENV} must be letters, digits and _, not "
+                                   f"{self.schema_prefix!r}")
+
+    def schema(self, store: str) -> str:
+        """The Postgres schema that holds `store`'s tables."""
+        return f"{self.schema_prefix}{store}".lower()
 
     @property
     def pool(self) -> Any:
@@ -189,6 +204,20 @@ class PostgresBackend:
                 self._pool = _open_pool(self.url, self.pool_size)
             return self._pool
 
+    def raw_connection(self, store: str) -> AbstractContextManager[Any]:
+        """A pooled psycopg connection whose search_path is `store`'s schema, returned to the
+        pool (search_path reset) on exit; for code that speaks Postgres itself."""
+        return self._raw(store)
+
+    @contextmanager
+    def _raw(self, store: str) -> Iterator[Any]:
+        with self.pool.connection() as raw:
+            raw.execute(f'SET search_path TO "{self.schema(store)}"')
+            try:
+                yield raw
+            finally:
+                raw.execute("RESET search_path")
+
     def connect(self, store: str) -> Connection:
         pool = self.pool
         try:
@@ -196,7 +225,15 @@ class PostgresBackend:
         except Exception as exc:  # psycopg_pool.PoolTimeout and friends
             raise StoreUnavailable(f"cannot reach {redact_url(self.url)}: {_first(exc)}"
                                    ) from None
-        conn = PgConnection(raw, release=pool.putconn)
+
+        def release(connection: Any) -> None:
+            try:
+                connection.execute("RESET search_path")
+            finally:
+                pool.putconn(connection)
+
+        raw.execute(f'SET search_path TO "{self.schema(store)}"')
+        conn = PgConnection(raw, release=release)
         if store in SCHEMAS:
             self._check_version(conn, store)
         return conn
@@ -219,8 +256,10 @@ class PostgresBackend:
     def _checkpointer(self, saver_factory: Callable[..., Any] | None) -> Iterator[Any]:
         from langgraph.checkpoint.postgres import PostgresSaver
 
-        saver = (saver_factory or PostgresSaver)(self.pool)
-        yield saver
+        # The saver takes a connection for its life (it serialises its own use with a lock);
+        # one per checkpointer, so many threads driving runs do not queue on one connection.
+        with self._raw("checkpoints") as raw:
+            yield (saver_factory or PostgresSaver)(raw)
 
     def checkpointer(self, *, saver_factory: Callable[..., Any] | None = None
                      ) -> AbstractContextManager[BaseCheckpointSaver[Any]]:
@@ -229,16 +268,23 @@ class PostgresBackend:
     def upgrade(self) -> list[str]:
         from langgraph.checkpoint.postgres import PostgresSaver
 
+        applied: list[str] = []
         with self.pool.connection() as raw:
-            conn = PgConnection(raw)
             # One upgrader at a time: two `db upgrade` runs must not both apply v2.
-            conn.execute("SELECT pg_advisory_lock(hashtext('signoff_schema'))")
+            raw.execute("SELECT pg_advisory_lock(hashtext('signoff_schema'))")
             try:
-                applied = apply_migrations(conn, "postgres", begin=conn.begin,
-                                           commit=conn.commit)
-                PostgresSaver(raw).setup()
+                for store in [*sorted(SCHEMAS), "checkpoints"]:
+                    raw.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema(store)}"')
+                    raw.execute(f'SET search_path TO "{self.schema(store)}"')
+                    if store == "checkpoints":
+                        PostgresSaver(raw).setup()
+                        continue
+                    conn = PgConnection(raw)
+                    applied += apply_migrations(conn, "postgres", begin=conn.begin,
+                                                commit=conn.commit, stores=[store])
             finally:
-                conn.execute("SELECT pg_advisory_unlock(hashtext('signoff_schema'))")
+                raw.execute("RESET search_path")
+                raw.execute("SELECT pg_advisory_unlock(hashtext('signoff_schema'))")
         return applied
 
     def describe(self) -> str:
@@ -281,7 +327,8 @@ def _open_pool(url: str, size: int) -> Any:
     return pool
 
 
-def open_backend(root: Path, url: str | None) -> Backend:
+def open_backend(root: Path, url: str | None, *,
+                 schema_prefix: str = DEFAULT_SCHEMA_PREFIX) -> Backend:
     """The backend `url` names (SIGNOFF_DATABASE_URL), else the SQLite directory `root`.
 
     A URL that is neither empty nor postgresql:// is a one-line StoreUnavailable.
@@ -292,4 +339,4 @@ def open_backend(root: Path, url: str | None) -> Backend:
     if scheme not in ("postgresql", "postgres"):
         raise StoreUnavailable(f"{DATABASE_URL_ENV} must be a postgresql:// URL (or unset for "
                                f"SQLite under SIGNOFF_HOME), not {redact_url(url)!r}")
-    return PostgresBackend(url)
+    return PostgresBackend(url, schema_prefix=schema_prefix)
