@@ -10,44 +10,16 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-from graph.errors import DamagedData, SignoffError
+from checkpoints.backend import Backend
+from checkpoints.control_schema import STORE
+from checkpoints.sql import Connection
+from graph.errors import SignoffError
 from graph.identity import normalize_identity
 from verifiers.aggregates import parse_window
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS users (
-    email TEXT PRIMARY KEY,
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS user_grants (
-    email TEXT NOT NULL REFERENCES users(email),
-    role TEXT NOT NULL,
-    tenant_id TEXT NOT NULL,
-    PRIMARY KEY (email, role, tenant_id)
-);
-CREATE TABLE IF NOT EXISTS api_tokens (
-    token_id TEXT PRIMARY KEY,
-    email TEXT NOT NULL REFERENCES users(email),
-    token_sha256 TEXT NOT NULL UNIQUE,
-    created_at REAL NOT NULL,
-    expires_at REAL,
-    revoked_at REAL
-);
-CREATE TABLE IF NOT EXISTS inbox_sessions (
-    session_sha256 TEXT PRIMARY KEY,
-    email TEXT NOT NULL,
-    token_id TEXT NOT NULL,
-    csrf TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    expires_at REAL NOT NULL
-);
-"""
 
 TOKEN_PREFIX = "so_"
 SESSION_TTL_S = 8 * 3600.0
@@ -94,17 +66,17 @@ def _name(kind: str, value: str) -> str:
 
 
 class AccountStore:
-    """Users, tokens and sessions in the control database (control.db)."""
+    """Users, tokens and sessions in the control store (control.db, or the `<prefix>control`
+    schema on Postgres); owns `conn`."""
 
-    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, conn: Connection, *, clock: Callable[[], float] = time.time) -> None:
+        self.conn = conn
         self.clock = clock
-        try:
-            self.conn = sqlite3.connect(str(path), timeout=10, isolation_level=None,
-                                        check_same_thread=False)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.executescript(SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise DamagedData(f"{path} is not a usable control database: {exc}") from None
+
+    @classmethod
+    def open(cls, backend: Backend, *, clock: Callable[[], float] = time.time) -> AccountStore:
+        """The accounts on `backend`'s control store."""
+        return cls(backend.connect(STORE), clock=clock)
 
     def close(self) -> None:
         self.conn.close()
@@ -118,10 +90,10 @@ class AccountStore:
             raise SignoffError(f"{email!r} is not an email address")
         grant = (_name("role", role), tenant_id if tenant_id == "*" else _name("tenant",
                                                                                 tenant_id))
-        self.conn.execute("INSERT OR IGNORE INTO users (email, created_at) VALUES (?, ?)",
-                          (who, self.clock()))
-        self.conn.execute("INSERT OR IGNORE INTO user_grants (email, role, tenant_id)"
-                          " VALUES (?, ?, ?)", (who, *grant))
+        self.conn.execute("INSERT INTO users (email, created_at) VALUES (?, ?)"
+                          " ON CONFLICT (email) DO NOTHING", (who, self.clock()))
+        self.conn.execute("INSERT INTO user_grants (email, role, tenant_id) VALUES (?, ?, ?)"
+                          " ON CONFLICT (email, role, tenant_id) DO NOTHING", (who, *grant))
         return who
 
     def remove_grant(self, email: str, *, role: str, tenant_id: str) -> None:

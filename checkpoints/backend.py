@@ -15,14 +15,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
-
-from checkpoints.saver import open_checkpointer
 from checkpoints.sql import Connection, PgConnection
 from graph.errors import StoreUnavailable
+
+if TYPE_CHECKING:  # LangGraph loads when a checkpointer opens: the CLI's --help needs none
+    from langgraph.checkpoint.base import BaseCheckpointSaver
 
 DATABASE_URL_ENV = "SIGNOFF_DATABASE_URL"
 POOL_SIZE_ENV = "SIGNOFF_DB_POOL_SIZE"
@@ -57,6 +57,23 @@ VERSIONS_DDL = ("CREATE TABLE IF NOT EXISTS signoff_schema ("
                 " store TEXT PRIMARY KEY, version INTEGER NOT NULL)")
 
 
+@dataclass(frozen=True)
+class StoreStatus:
+    """Where one store's schema stands (`signoff db status`)."""
+
+    store: str
+    have: int
+    """The version the database holds (0: not created yet)."""
+    want: int
+    """The version this signoff needs."""
+    where: str
+    """A file path, or a redacted URL and the Postgres schema."""
+
+    @property
+    def current(self) -> bool:
+        return self.have == self.want
+
+
 def redact_url(url: str) -> str:
     """`url` without its password, for messages and logs."""
     parts = urlsplit(url)
@@ -84,8 +101,21 @@ class Backend(Protocol):
         """Create or upgrade every registered schema; the `store vN` steps applied."""
         ...
 
+    def status(self) -> list[StoreStatus]:
+        """Each store's schema version against the one this signoff needs (writes nothing)."""
+        ...
+
+    def open_existing(self, store: str) -> Connection | None:
+        """A connection that reads `store` as it is, creating and upgrading nothing (so a
+        read-only data directory can be read); None when the store does not exist yet."""
+        ...
+
     def describe(self) -> str:
         """Where the data is, for messages (no secrets)."""
+        ...
+
+    def where(self, store: str) -> str:
+        """Where one store is, for messages: its file, or the database and schema."""
         ...
 
     def close(self) -> None: ...
@@ -151,6 +181,8 @@ class SqliteBackend:
 
     def checkpointer(self, *, saver_factory: Callable[..., Any] | None = None
                      ) -> AbstractContextManager[BaseCheckpointSaver[Any]]:
+        from checkpoints.saver import open_checkpointer
+
         if saver_factory is None:
             return open_checkpointer(self.root / "checkpoints.db")
         return open_checkpointer(self.root / "checkpoints.db", saver_factory=saver_factory)
@@ -167,8 +199,37 @@ class SqliteBackend:
             pass  # SqliteSaver.setup() creates or upgrades its own tables
         return applied
 
+    def status(self) -> list[StoreStatus]:
+        found = []
+        for name in sorted(SCHEMAS):
+            conn = self.open_existing(name)
+            try:
+                have = _version_of(conn, name) if conn is not None else 0
+            finally:
+                if conn is not None:
+                    conn.close()
+            found.append(StoreStatus(name, have, SCHEMAS[name].version("sqlite"),
+                                     self.where(name)))
+        return found
+
+    def open_existing(self, store: str) -> Connection | None:
+        path = self.path(store)
+        if not path.is_file():
+            return None
+        try:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10,
+                                   isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+        except sqlite3.DatabaseError as exc:
+            raise StoreUnavailable(f"{path} is not a usable signoff {store} database: {exc}"
+                                   ) from None
+        return conn
+
     def describe(self) -> str:
         return str(self.root)
+
+    def where(self, store: str) -> str:
+        return str(self.path(store))
 
     def close(self) -> None:
         pass
@@ -219,6 +280,12 @@ class PostgresBackend:
                 raw.execute("RESET search_path")
 
     def connect(self, store: str) -> Connection:
+        conn = self._connection(store)
+        if store in SCHEMAS:
+            self._check_version(conn, store)
+        return conn
+
+    def _connection(self, store: str) -> PgConnection:
         pool = self.pool
         try:
             raw = pool.getconn()
@@ -233,10 +300,7 @@ class PostgresBackend:
                 pool.putconn(connection)
 
         raw.execute(f'SET search_path TO "{self.schema(store)}"')
-        conn = PgConnection(raw, release=release)
-        if store in SCHEMAS:
-            self._check_version(conn, store)
-        return conn
+        return PgConnection(raw, release=release)
 
     def _check_version(self, conn: PgConnection, store: str) -> None:
         want = SCHEMAS[store].version("postgres")
@@ -287,14 +351,59 @@ class PostgresBackend:
                 raw.execute("SELECT pg_advisory_unlock(hashtext('signoff_schema'))")
         return applied
 
+    def status(self) -> list[StoreStatus]:
+        from langgraph.checkpoint.postgres import PostgresSaver
+
+        found = []
+        for name in sorted(SCHEMAS):
+            conn = self.open_existing(name)
+            try:
+                have = _version_of(conn, name) if conn is not None else 0
+            finally:
+                if conn is not None:
+                    conn.close()
+            found.append(StoreStatus(name, have, SCHEMAS[name].version("postgres"),
+                                     self.where(name)))
+        # LangGraph's saver numbers its own migrations from 0; count them as versions 1..N.
+        with self._raw("checkpoints") as raw:
+            row = raw.execute("SELECT to_regclass('checkpoint_migrations') AS t").fetchone()
+            have = 0
+            if row["t"] is not None:
+                have = int(raw.execute("SELECT coalesce(max(v) + 1, 0) AS v"
+                                       " FROM checkpoint_migrations").fetchone()["v"])
+        found.append(StoreStatus("checkpoints", have, len(PostgresSaver.MIGRATIONS),
+                                 self.where("checkpoints")))
+        return found
+
+    def open_existing(self, store: str) -> Connection | None:
+        conn = self._connection(store)
+        row = conn.execute("SELECT to_regclass('signoff_schema') AS t").fetchone()
+        if row["t"] is None:
+            conn.close()
+            return None
+        return conn
+
     def describe(self) -> str:
         return redact_url(self.url)
+
+    def where(self, store: str) -> str:
+        return f"{self.describe()} schema {self.schema(store)}"
 
     def close(self) -> None:
         with self._lock:
             if self._pool is not None:
                 self._pool.close()
                 self._pool = None
+
+
+def _version_of(conn: Connection, store: str) -> int:
+    """The version `store`'s schema is at on `conn` (0 before any)."""
+    try:
+        row = conn.execute("SELECT version FROM signoff_schema WHERE store = ?",
+                           (store,)).fetchone()
+    except sqlite3.OperationalError:  # a file from before versions were kept
+        return 0
+    return int(row[0]) if row else 0
 
 
 def _first(exc: BaseException) -> str:

@@ -22,8 +22,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
-from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.checkpoint.base import (
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+)
 
 from checkpoints.saver import CompactSqliteSaver
 
@@ -43,18 +47,18 @@ the API has answered (it committed) but before the answer is read, and after the
 read but before the ledger's confirming transaction."""
 
 
-class HookedSaver(CompactSqliteSaver):
-    """The runner's saver, reporting each checkpoint and task-writes save before and after it."""
+class _Hooks:
+    """Reports each checkpoint and task-writes save of the saver it is mixed into, before and
+    after the write: the same kill points on every backend."""
 
-    def __init__(self, conn: sqlite3.Connection, *, hook: Callable[[str], None]) -> None:
-        super().__init__(conn)
-        self._hook = hook
+    _hook: Callable[[str], None]
 
     def put(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
             new_versions: ChannelVersions) -> RunnableConfig:
         where = f"step={metadata.get('step')}"
         self._hook(f"before_checkpoint:{where}")
-        saved = super().put(config, checkpoint, metadata, new_versions)
+        saved: RunnableConfig = super().put(  # type: ignore[misc]
+            config, checkpoint, metadata, new_versions)
         self._hook(f"after_checkpoint:{where}")
         return saved
 
@@ -64,8 +68,29 @@ class HookedSaver(CompactSqliteSaver):
         if any(channel == RESUME_CHANNEL for channel, _ in writes):
             what += RESUME_MARK
         self._hook(f"before_writes:{what}")
-        super().put_writes(config, writes, task_id, task_path)
+        super().put_writes(config, writes, task_id, task_path)  # type: ignore[misc]
         self._hook(f"after_writes:{what}")
+
+
+class HookedSaver(_Hooks, CompactSqliteSaver):
+    """The runner's SQLite saver with its saves as kill points."""
+
+    def __init__(self, conn: sqlite3.Connection, *, hook: Callable[[str], None]) -> None:
+        super().__init__(conn)
+        self._hook = hook
+
+
+def hooked_postgres_saver(conn: Any, *, hook: Callable[[str], None]) -> BaseCheckpointSaver[Any]:
+    """The runner's PostgreSQL saver (LangGraph's PostgresSaver on `conn`, a psycopg
+    connection) with its saves as kill points; PostgreSQL loads only when used."""
+    from langgraph.checkpoint.postgres import PostgresSaver
+
+    class HookedPostgresSaver(_Hooks, PostgresSaver):
+        def __init__(self, conn: Any) -> None:
+            super().__init__(conn)
+            self._hook = hook
+
+    return HookedPostgresSaver(conn)
 
 
 class CrashFaults:
@@ -101,8 +126,11 @@ class CrashFaults:
     def external_point(self, run_id: str, step: int, tool: str, where: str) -> None:
         self.hit(f"{where}:{tool}")
 
-    def saver_factory(self, conn: sqlite3.Connection) -> SqliteSaver:
-        return HookedSaver(conn, hook=self.hit)
+    def saver_factory(self, conn: Any) -> BaseCheckpointSaver[Any]:
+        """The saver the backend builds on `conn`: sqlite3 for SQLite, psycopg for Postgres."""
+        if isinstance(conn, sqlite3.Connection):
+            return HookedSaver(conn, hook=self.hit)
+        return hooked_postgres_saver(conn, hook=self.hit)
 
 
 def point_kind(label: str) -> str:

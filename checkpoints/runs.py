@@ -17,54 +17,15 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from checkpoints.control_schema import STORE, add_legacy_columns
 from graph.errors import DamagedData, RunBusy, RunNotFound
 from graph.identity import normalize_identity
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
-    workflow TEXT NOT NULL,
-    workflow_version TEXT NOT NULL,
-    tenant_id TEXT NOT NULL,
-    ticket_id TEXT,
-    customer_id TEXT,
-    requester TEXT NOT NULL,
-    requester_role TEXT,
-    status TEXT NOT NULL,
-    reason TEXT,
-    pending TEXT,
-    policy_version TEXT,
-    inputs TEXT,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    lease_owner TEXT,
-    lease_expires REAL,
-    models TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_status ON runs(status, updated_at);
-CREATE TABLE IF NOT EXISTS event_outbox (
-    batch INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT NOT NULL,
-    events TEXT NOT NULL,
-    error TEXT NOT NULL,
-    parked_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audit_written (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    seq INTEGER NOT NULL,
-    entry_hash TEXT NOT NULL,
-    written_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS kill_switches (
-    scope TEXT PRIMARY KEY,
-    set_by TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    set_at REAL NOT NULL
-);
-"""
+if TYPE_CHECKING:
+    from checkpoints.backend import Backend
+    from checkpoints.sql import Connection
 
 TERMINAL = frozenset({"resolved", "escalated", "blocked", "rejected", "failed", "refused"})
 ALL_WORKFLOWS = "*"
@@ -130,23 +91,23 @@ def holder_is_dead(owner: str) -> bool:
 
 
 class RunStore:
-    """Run rows, leases and kill switches in one SQLite file."""
+    """Run rows, leases, kill switches, the event outbox and the audit head, in the control
+    store (control.db, or the `<prefix>control` schema on Postgres); owns `conn`."""
 
-    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
-        self.path = str(path)
+    def __init__(self, conn: Connection, *, clock: Callable[[], float] = time.time) -> None:
+        self.conn = conn
         self.clock = clock
-        try:
-            self.conn = sqlite3.connect(self.path, timeout=10, isolation_level=None,
-                                        check_same_thread=False)
-            self.conn.row_factory = sqlite3.Row
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.executescript(SCHEMA)
-            columns = {r[1] for r in self.conn.execute("PRAGMA table_info(runs)")}
-            for column in ("requester_role", "models"):  # a registry written before them
-                if column not in columns:
-                    self.conn.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
-        except sqlite3.DatabaseError as exc:
-            raise DamagedData(f"{self.path} is not a usable run registry: {exc}") from None
+        if isinstance(conn, sqlite3.Connection):
+            try:
+                add_legacy_columns(conn)
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                raise DamagedData(f"the run registry is not usable: {exc}") from None
+
+    @classmethod
+    def open(cls, backend: Backend, *, clock: Callable[[], float] = time.time) -> RunStore:
+        """The run registry on `backend`'s control store."""
+        return cls(backend.connect(STORE), clock=clock)
 
     def close(self) -> None:
         self.conn.close()
@@ -190,7 +151,7 @@ class RunStore:
                 params.append(value)
         if tenants is not None and "*" not in tenants:
             where.append(f"tenant_id IN ({', '.join('?' * len(tenants))})" if tenants
-                         else "0")
+                         else "1 = 0")
             params.extend(tenants)
         sql = "SELECT run_id FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY created_at DESC, run_id LIMIT ?"
@@ -286,7 +247,9 @@ class RunStore:
     def set_kill(self, scope: str, *, by: str, reason: str) -> None:
         """Set (or replace) the kill switch for `scope`; `by` is stored normalised."""
         self.conn.execute(
-            "INSERT OR REPLACE INTO kill_switches (scope, set_by, reason, set_at) VALUES (?,?,?,?)",
+            "INSERT INTO kill_switches (scope, set_by, reason, set_at) VALUES (?,?,?,?)"
+            " ON CONFLICT (scope) DO UPDATE SET set_by = excluded.set_by,"
+            " reason = excluded.reason, set_at = excluded.set_at",
             (scope, normalize_identity(by), reason, self.clock()))
 
     def clear_kill(self, scope: str) -> bool:
@@ -306,21 +269,22 @@ class RunStore:
         return f"kill switch for {what} set by {row['set_by']}: {row['reason']}"
 
 
-def audit_head_written(runs_db: Path) -> tuple[int, str] | None:
-    """The audit head the run registry at `runs_db` last kept, read without writing (so a
-    read-only copy of a data directory can be verified); None when it kept none."""
-    if not runs_db.is_file():
+def audit_head_written(backend: Backend) -> tuple[int, str] | None:
+    """The audit head the run registry last kept, read without writing (so a read-only copy
+    of a data directory can be verified); None when it kept none."""
+    conn = backend.open_existing(STORE)
+    if conn is None:
         return None
     try:
-        conn = sqlite3.connect(f"{runs_db.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
-        try:
-            row = conn.execute("SELECT seq, entry_hash FROM audit_written").fetchone()
-        finally:
-            conn.close()
+        row = conn.execute("SELECT seq, entry_hash FROM audit_written").fetchone()
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
             return None  # a registry from before heads were kept
-        raise DamagedData(f"{runs_db} is not a usable run registry: {exc}") from None
+        raise DamagedData(f"the run registry in {backend.describe()} is not usable: {exc}"
+                          ) from None
     except sqlite3.DatabaseError as exc:
-        raise DamagedData(f"{runs_db} is not a usable run registry: {exc}") from None
+        raise DamagedData(f"the run registry in {backend.describe()} is not usable: {exc}"
+                          ) from None
+    finally:
+        conn.close()
     return (int(row[0]), str(row[1])) if row else None

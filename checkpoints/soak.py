@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from checkpoints.backend import SqliteBackend
 from checkpoints.external import api_refunds, payments_service
 from checkpoints.faults import CrashFaults, point_kind
 from checkpoints.runs import RunStore
@@ -207,11 +208,11 @@ def mutation_rows(home: Path, run_id: str) -> dict[str, int]:
 
 
 def only_run_id(home: Path) -> str | None:
-    conn = sqlite3.connect(home / "control.db")
+    store = RunStore.open(SqliteBackend(home))
     try:
-        ids = [r[0] for r in conn.execute("SELECT run_id FROM runs")]
+        ids = [r.run_id for r in store.list(limit=2)]
     finally:
-        conn.close()
+        store.close()
     if len(ids) > 1:
         raise RuntimeError(f"{home} holds {len(ids)} runs; a template holds one")
     return ids[0] if ids else None
@@ -244,7 +245,7 @@ def execute_plan(template: Template, plan: KillPlan, workdir: Path) -> PlanRepor
             if run_id is None:  # died before the run was registered: start it again
                 action = "start"
                 continue
-            store = RunStore(home / "control.db")
+            store = RunStore.open(SqliteBackend(home))
             try:
                 record = store.get(run_id)
             finally:
@@ -284,15 +285,13 @@ def execute_plan(template: Template, plan: KillPlan, workdir: Path) -> PlanRepor
 
 def prepare_templates(workdir: Path, names: Iterable[str]) -> dict[str, Template]:
     """Build each scenario's template data directory and measure its fault-free reference."""
-    from checkpoints.saver import open_checkpointer
     from graph.workflows import get_workflow
 
     base = workdir / "base"
     runner = Runner(Home(base))
     runner.ensure_domain_db(get_workflow("support"), reset=True)
     runner.close()
-    with open_checkpointer(base / "checkpoints.db"):
-        pass
+    SqliteBackend(base).upgrade()  # every store's file, so each copy starts complete
     templates = {}
     for name in names:
         scenario = SCENARIOS[name]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
+from contextlib import closing
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -12,6 +12,7 @@ from cli.errors import BadUsage
 
 if TYPE_CHECKING:  # the checkpointer (LangGraph) loads when `prune` runs, not for --help
     from checkpoints.prune import PruneResult
+    from graph.runner import Home
 
 
 def _size(n: int) -> str:
@@ -22,8 +23,8 @@ def _size(n: int) -> str:
     return f"{n:.1f} GB"
 
 
-def describe(result: PruneResult, older_than: str) -> str:
-    """One line saying what a prune did."""
+def describe(result: PruneResult, older_than: str, where: str) -> str:
+    """One line saying what a prune did; `where` names the checkpoints' file or tables."""
     runs = len(result.run_ids)
     if result.dry_run:
         return (f"would prune {runs} finished run(s) older than {older_than} "
@@ -31,12 +32,12 @@ def describe(result: PruneResult, older_than: str) -> str:
     if not runs:
         return f"nothing to prune: no finished run older than {older_than} has checkpoints"
     return (f"pruned {runs} finished run(s) older than {older_than}: {result.checkpoints} "
-            f"checkpoints, {result.writes} writes; checkpoints.db {_size(result.bytes_before)}"
+            f"checkpoints, {result.writes} writes; {where} {_size(result.bytes_before)}"
             f" -> {_size(result.bytes_after)}")
 
 
-def register(app: typer.Typer, home: Callable[[], Path]) -> None:
-    """Add `prune` to `app`; `home` returns the data directory and is called per command."""
+def register(app: typer.Typer, home: Callable[[], Home]) -> None:
+    """Add `prune` to `app`; `home` returns where the stores are and is called per command."""
 
     @app.command("prune")
     def prune(
@@ -57,5 +58,7 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
             seconds = parse_duration(older_than)
         except ValueError as exc:
             raise BadUsage(f"--older-than: {exc}") from None
-        result = prune_finished(home(), seconds, dry_run=dry_run)
-        typer.echo(describe(result, older_than.strip()))
+        with closing(home().open_backend()) as backend:
+            result = prune_finished(backend, seconds, dry_run=dry_run)
+            where = backend.where("checkpoints")
+        typer.echo(describe(result, older_than.strip(), where))

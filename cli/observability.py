@@ -7,6 +7,7 @@ import dataclasses
 import json
 import sys
 from collections.abc import Callable
+from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -15,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
+from checkpoints.control_schema import STORE
 from checkpoints.runs import RunStore, audit_head_written
 from cli.errors import BadUsage, read_only
 from graph.errors import SignoffError
@@ -40,6 +42,27 @@ def _parse_time(flag: str, value: str | None) -> datetime | None:
 
 def _when(epoch: float | None) -> str:
     return "" if epoch is None else datetime.fromtimestamp(epoch).isoformat(timespec="seconds")
+
+
+def _audit_head_kept() -> tuple[int, str] | None:
+    """The audit head the run registry (on the CLI's backend) last kept."""
+    from cli.main import home as stores
+
+    with closing(stores().open_backend()) as backend:
+        return audit_head_written(backend)
+
+
+def _note_audit_head(head: tuple[int, str]) -> None:
+    """Keep `head` in the run registry, when there is one (nothing ran yet otherwise)."""
+    from cli.main import home as stores
+
+    with closing(stores().open_backend()) as backend:
+        existing = backend.open_existing(STORE)
+        if existing is None:
+            return
+        existing.close()
+        with closing(RunStore.open(backend)) as store:
+            store.note_audit_head(*head)
 
 
 def register(app: typer.Typer, home: Callable[[], Path]) -> None:
@@ -159,7 +182,7 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
             pinned = Head.parse(head) if head is not None else None
         except ValueError as exc:
             _bad_usage(str(exc))
-        kept = audit_head_written(home() / "control.db")
+        kept = _audit_head_kept()
         registry = Head(*kept) if kept is not None and pinned is None else None
         if registry is not None and not (home() / AUDIT_FILE).is_file():
             typer.echo(f"audit log tampered: {home() / AUDIT_FILE} is missing, but the run "
@@ -215,13 +238,9 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
         from observability.retention import purge
 
         result = purge(home(), older_than_days, audit=not keep_audit)
-        if not keep_audit and (home() / "control.db").is_file():
+        if not keep_audit:
             # The purge logged an entry: the registry keeps the new head, as writers do.
-            store = RunStore(home() / "control.db")
-            try:
-                store.note_audit_head(*audit_head(home()))
-            finally:
-                store.close()
+            _note_audit_head(audit_head(home()))
         summary: dict[str, Any] = dataclasses.asdict(result)
         typer.echo(
             f"purged {summary['runs_deleted']} run(s), {summary['events_deleted']} event(s), "

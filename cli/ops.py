@@ -20,7 +20,7 @@ from graph.errors import SignoffError
 policy_app = GuardedTyper(no_args_is_help=True, help="Check and explain policies.")
 app.add_typer(policy_app, name="policy")
 register_observability(app, lambda: home().root)
-register_checkpoints(app, lambda: home().root)
+register_checkpoints(app, home)
 register_evals(app, lambda: home().root)
 
 

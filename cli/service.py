@@ -5,6 +5,8 @@ once and only its sha256 is stored."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -24,12 +26,15 @@ app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 
 
-def _accounts() -> AccountStore:
+@contextmanager
+def _accounts() -> Iterator[AccountStore]:
+    """The accounts on the CLI's backend, closed (with the backend) on exit."""
     from checkpoints.accounts import AccountStore
 
     root = home()
     root.root.mkdir(parents=True, exist_ok=True)
-    return AccountStore(root.runs_db)
+    with closing(root.open_backend()) as backend, closing(AccountStore.open(backend)) as store:
+        yield store
 
 
 def _when(epoch: object) -> str:
@@ -68,12 +73,9 @@ def users_add(email: str = typer.Argument(..., help="The user's email (their ide
 
     Example: signoff users add lead@acme.example --role support_lead --tenant acme
     """
-    accounts = _accounts()
-    try:
+    with _accounts() as accounts:
         who = accounts.add_user(email, role=role, tenant_id=tenant)
         grants = ", ".join(f"{r}@{t}" for r, t in accounts.grants(who))
-    finally:
-        accounts.close()
     out.print(f"user {who}: {grants}")
 
 
@@ -85,12 +87,9 @@ def users_remove_grant(email: str = typer.Argument(..., help="The user's email."
 
     Example: signoff users remove-grant lead@acme.example --role support_lead --tenant acme
     """
-    accounts = _accounts()
-    try:
+    with _accounts() as accounts:
         accounts.remove_grant(email, role=role, tenant_id=tenant)
         grants = ", ".join(f"{r}@{t}" for r, t in accounts.grants(normalize_identity(email)))
-    finally:
-        accounts.close()
     out.print(f"user {normalize_identity(email)}: {grants or 'no grants'}")
 
 
@@ -101,12 +100,9 @@ def users_list() -> None:
 
     Example: signoff users list
     """
-    accounts = _accounts()
-    try:
+    with _accounts() as accounts:
         for who, grants in accounts.users():
             out.print(f"{who}: {', '.join(f'{r}@{t}' for r, t in grants)}")
-    finally:
-        accounts.close()
 
 
 @tokens_app.command("create")
@@ -118,11 +114,8 @@ def tokens_create(email: str = typer.Argument(..., help="Whose token."),
 
     Example: signoff tokens create lead@acme.example --expires-in 30d
     """
-    accounts = _accounts()
-    try:
+    with _accounts() as accounts:
         token_id, secret = accounts.create_token(email, expires_in=expires_in)
-    finally:
-        accounts.close()
     typer.echo(f"token {token_id} for {email} (shown once; keep it secret):", err=True)
     typer.echo(secret)
 
@@ -134,14 +127,11 @@ def tokens_list() -> None:
 
     Example: signoff tokens list
     """
-    accounts = _accounts()
-    try:
+    with _accounts() as accounts:
         for t in accounts.tokens():
             state = "revoked " + _when(t["revoked_at"]) if t["revoked_at"] else "live"
             out.print(f"{t['token_id']} {t['email']} created {_when(t['created_at'])} "
                       f"expires {_when(t['expires_at'])} {state}")
-    finally:
-        accounts.close()
 
 
 @tokens_app.command("revoke")
@@ -150,9 +140,6 @@ def tokens_revoke(token_id: str = typer.Argument(..., help="The token's id (tok-
 
     Example: signoff tokens revoke tok-0123456789
     """
-    accounts = _accounts()
-    try:
+    with _accounts() as accounts:
         accounts.revoke_token(token_id)
-    finally:
-        accounts.close()
     out.print(f"token {token_id} revoked")

@@ -48,7 +48,8 @@ def explain_lines(runner: Runner, run_id: str) -> list[str]:
     policy, _ = runner.load_policy(workflow)
     if record.status == "waiting_approval":
         runner.require_checkpoints(run_id)
-    explanation = explain_run(runner.home.checkpoints_db, run_id, policy)
+    with runner.checkpointer() as saver:
+        explanation = explain_run(saver, run_id, policy)
     header = [f"run {record.run_id}: workflow {record.workflow} {record.workflow_version}, "
               f"ticket {record.ticket_id}, tenant {record.tenant_id}, "
               f"started by {record.requester}",

@@ -12,21 +12,20 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models.chat_models import BaseChatModel
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 from pydantic import ValidationError
 
 from checkpoints.backend import DEFAULT_SCHEMA_PREFIX, Backend, open_backend
 from checkpoints.runs import RunRecord, RunStore, new_lease_owner
-from checkpoints.saver import DURABILITY, open_checkpointer, thread_config
+from checkpoints.saver import DURABILITY, thread_config
 from graph.approvals import check_decision, held_digest
 from graph.context import Recorder, RunContext, SampleTicket, Workflow
 from graph.errors import BadDecision, DamagedData, NotWaiting, SignoffError, StaleDecision
@@ -145,12 +144,18 @@ class Runner:
     def __post_init__(self) -> None:
         self._price = self.price if self.price is not None else price_fn()
         self.home.root.mkdir(parents=True, exist_ok=True)
-        self.runs = RunStore(self.home.runs_db, clock=self.clock)
+        self.backend = self.home.open_backend()
+        """Where the run registry and the checkpoints live (SQLite files or PostgreSQL)."""
+        try:
+            self.runs = RunStore.open(self.backend, clock=self.clock)
+        except BaseException:
+            self.backend.close()
+            raise
         self._graphs: dict[str, tuple[Any, CompiledStateGraph[Any, Any, Any, Any]]] = {}
         self._policies: dict[Path, tuple[tuple[str, bytes], Policy]] = {}
         self._recorders: dict[str, Recorder] = {}
         self._savers = ExitStack()
-        self._saver: SqliteSaver | None = None
+        self._saver: BaseCheckpointSaver[Any] | None = None
         self._domain_dbs: dict[str, sqlite3.Connection] = {}
         self._model_cache: dict[str, tuple[BaseChatModel, BaseChatModel]] = {}
         self._registries: dict[str, ToolRegistry] = {}
@@ -178,6 +183,7 @@ class Runner:
         for name in list(self._domain_dbs):
             self.close_domain_db(name)
         self.runs.close()
+        self.backend.close()
 
     def close_domain_db(self, workflow: Workflow | str) -> None:
         """Close the runner's connection to a workflow's database; call it before replacing
@@ -194,17 +200,21 @@ class Runner:
         return self._domain_dbs[workflow.name]
 
     @contextmanager
-    def _checkpointer(self) -> Iterator[SqliteSaver]:
+    def _checkpointer(self) -> Iterator[BaseCheckpointSaver[Any]]:
         """The runner's checkpointer, opened once; a crash-test saver is opened per drive so
         that its kill points see every save."""
         factory = getattr(self.faults, "saver_factory", None)
         if factory is not None:
-            with open_checkpointer(self.home.checkpoints_db, saver_factory=factory) as saver:
+            with self.backend.checkpointer(saver_factory=factory) as saver:
                 yield saver
             return
         if self._saver is None:
-            self._saver = self._savers.enter_context(open_checkpointer(self.home.checkpoints_db))
+            self._saver = self._savers.enter_context(self.backend.checkpointer())
         yield self._saver
+
+    def checkpointer(self) -> AbstractContextManager[BaseCheckpointSaver[Any]]:
+        """The runner's checkpointer, on its backend, for reading a run's checkpoints."""
+        return self._checkpointer()
 
     def _recorder(self, workflow: Workflow) -> Recorder | None:
         """One recorder per workflow for the runner's life: opening the trace and audit stores
@@ -380,9 +390,9 @@ class Runner:
         with self._checkpointer() as saver:
             if saver.get_tuple(thread_config(run_id)) is None:  # type: ignore[arg-type]
                 raise DamagedData(
-                    f"run {run_id} waits for a decision but {self.home.checkpoints_db} holds "
-                    "no checkpoint of it (the file was emptied, truncated or replaced); "
-                    "restore it from a backup")
+                    f"run {run_id} waits for a decision but the checkpoints in "
+                    f"{self.backend.where('checkpoints')} hold none of it (emptied, "
+                    "truncated or replaced); restore them from a backup")
 
     def status(self, run_id: str) -> RunRecord:
         return self.runs.get(run_id)
@@ -525,9 +535,9 @@ class Runner:
                 waiting = len(self.runs.parked_events())
                 raise DamagedData(
                     f"the trace and audit stores cannot be written ({_first_line(exc)}): "
-                    f"{waiting} batch(es) of earlier events wait in {self.home.runs_db}'s "
-                    "outbox, and no run goes on until they are written; repair or restore "
-                    "traces.db and audit.db") from None
+                    f"{waiting} batch(es) of earlier events wait in the outbox of "
+                    f"{self.backend.where('control')}, and no run goes on until they are "
+                    "written; repair or restore traces.db and audit.db") from None
             self.runs.unpark_events(batch)
             self._note_audit_head(recorder)
 
@@ -547,9 +557,9 @@ class Runner:
         except STORE_ERRORS as exc:
             self.runs.park_events(run_id, events, _first_line(exc))
             return (f"the run's trace and audit events could not be written "
-                    f"({_first_line(exc)}); {len(events)} event(s) wait in "
-                    f"{self.home.runs_db}'s outbox and are written before the next run goes "
-                    "on, once traces.db and audit.db work again")
+                    f"({_first_line(exc)}); {len(events)} event(s) wait in the outbox of "
+                    f"{self.backend.where('control')} and are written before the next run "
+                    "goes on, once traces.db and audit.db work again")
         return None
 
     def _drive_graph(self, record: RunRecord, workflow: Workflow, payload: Any,

@@ -45,7 +45,7 @@ class Service:
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
         self.runner = settings.make_runner(settings.home)
-        self.accounts = AccountStore(settings.home.runs_db, clock=settings.clock)
+        self.accounts = AccountStore.open(self.runner.backend, clock=settings.clock)
         self.lock = threading.RLock()
 
     def close(self) -> None:

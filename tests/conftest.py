@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
+from checkpoints.runs import RunStore
 from checkpoints.saver import open_checkpointer
 from graph.observe import price_fn, recorder_factory
 from graph.runner import Home, Runner
@@ -34,14 +35,27 @@ def runner(home: Path) -> Iterator[Runner]:
     r.close()
 
 
+CHECKPOINTERS = ("memory", "sqlite", "postgres")
+
+
 @contextmanager
 def checkpointer(kind: str, path: Path) -> Iterator[Any]:
-    """The checkpointer of a grid cell: "memory" (InMemorySaver) or "sqlite" (at `path`)."""
+    """The checkpointer of a grid cell: "memory" (InMemorySaver), "sqlite" (at `path`) or
+    "postgres" (PostgresSaver in a schema of its own; skips without SIGNOFF_TEST_DATABASE_URL)."""
     if kind == "memory":
         yield InMemorySaver()
-    else:
+    elif kind == "sqlite":
         with open_checkpointer(path) as saver:
             yield saver
+    else:
+        from checkpoints.backend import PostgresBackend
+        from tests.pg import pg_schemas
+
+        with pg_schemas() as (url, prefix), closing(PostgresBackend(url, schema_prefix=prefix)
+                                                    ) as backend:
+            backend.upgrade()
+            with backend.checkpointer() as saver:
+                yield saver
 
 
 def sample(ticket_id: str):  # noqa: ANN201 - SampleTicket
@@ -74,3 +88,26 @@ def backend_home(request: pytest.FixtureRequest, home: Path,
         finally:
             backend.close()
         yield pg_home
+
+
+@pytest.fixture
+def backend_runner(backend_home: Home) -> Iterator[Runner]:
+    """`runner` on each backend of the grid (a test module makes it its `runner`)."""
+    r = Runner(backend_home, recorder_factory=recorder_factory(), price=price_fn())
+    r.ensure_domain_db(get_workflow("support"), reset=True)
+    yield r
+    r.close()
+
+
+@contextmanager
+def run_store(home: Home) -> Iterator[RunStore]:
+    """The run registry of `home`, on its backend, closed on exit."""
+    with closing(home.open_backend()) as backend, closing(RunStore.open(backend)) as store:
+        yield store
+
+
+@contextmanager
+def saver_of(home: Home) -> Iterator[Any]:
+    """The checkpointer of `home`, on its backend, closed on exit."""
+    with closing(home.open_backend()) as backend, backend.checkpointer() as saver:
+        yield saver

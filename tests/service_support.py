@@ -13,6 +13,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from checkpoints.accounts import AccountStore
+from checkpoints.backend import SqliteBackend
 from graph.observe import price_fn, recorder_factory
 from graph.runner import Home, Runner
 from graph.workflows import get_workflow
@@ -55,7 +56,7 @@ def build_app(root: Path, clock: Clock | None = None) -> FastAPI:
 def tokens(root: Path, clock: Clock | None = None) -> dict[str, str]:
     """A user and a token for each of USERS, keyed like USERS."""
     root.mkdir(parents=True, exist_ok=True)
-    accounts = AccountStore(Home(root).runs_db, **({"clock": clock} if clock else {}))
+    accounts = AccountStore.open(SqliteBackend(root), **({"clock": clock} if clock else {}))
     try:
         out = {}
         for key, (email, role, tenant) in USERS.items():

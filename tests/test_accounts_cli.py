@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from checkpoints.accounts import AccountStore, Unauthenticated
+from checkpoints.backend import SqliteBackend
 from cli.main import app
 
 
@@ -40,7 +41,7 @@ def test_users_and_tokens(home: Path) -> None:
     assert stored == hashlib.sha256(secret.encode()).hexdigest()
     assert secret not in signoff("tokens", "list").stdout
 
-    accounts = AccountStore(home / "control.db")
+    accounts = AccountStore.open(SqliteBackend(home))
     principal = accounts.authenticate(secret)
     assert principal.email == "lead@acme.example"
     assert principal.roles_for("acme") == ["support_lead"]

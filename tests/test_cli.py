@@ -193,7 +193,8 @@ def test_missing_or_corrupt_database_is_a_clean_error(home: Path, paused: str,
 def test_corrupt_control_database_is_a_clean_error(home: Path) -> None:
     home.mkdir(parents=True)
     (home / "control.db").write_bytes(b"garbage" * 1000)
-    one_line_error(CliRunner().invoke(app, ["runs"]), "not a usable run registry", code=3)
+    one_line_error(CliRunner().invoke(app, ["runs"]), "is not a usable signoff control database",
+                   code=3)
 
 
 def test_every_command_has_help_with_an_example() -> None:

@@ -11,16 +11,21 @@ from typing import Any
 import pytest
 from langgraph.types import Command
 
-from checkpoints.runs import RunStore
 from graph.context import RunContext
 from graph.factory import build_graph
 from graph.runner import Runner, initial_inputs
 from graph.workflows import get_workflow
-from tests.conftest import checkpointer, sample
+from tests.conftest import CHECKPOINTERS, checkpointer, sample
 from verifiers.policy import load_policy
 
 SUPPORT = get_workflow("support")
 TICKETS = SUPPORT.sample_tickets()
+
+
+@pytest.fixture
+def runner(backend_runner: Runner) -> Runner:
+    """Every test here runs on each backend of the grid (SQLite, PostgreSQL)."""
+    return backend_runner
 
 
 def refunds_of(home: Path, run_id: str) -> list[tuple[Any, ...]]:
@@ -58,14 +63,14 @@ def test_approval_resumes_and_commits_exactly_once(runner: Runner, home: Path) -
     assert refunds_of(home, paused.run_id) == [("ORD-10002", 12000)]
 
 
-# The same interrupt/resume, driven directly on the compiled graph, under both checkpointers.
+# The same interrupt/resume, driven directly on the compiled graph, under each checkpointer.
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@pytest.mark.parametrize("kind", CHECKPOINTERS)
 def test_interrupt_then_resume_under_each_checkpointer(kind: str, runner: Runner,
                                                        home: Path) -> None:
     ticket = sample("TKT-1002")
     db = SUPPORT.open_db(home / "support.db")
-    runs = RunStore(home / "control.db")
+    runs = runner.runs
     ctx = RunContext(run_id="run-grid", tenant_id="acme", requester="ops@signoff.local",
                      workflow=SUPPORT, registry=SUPPORT.tools(),
                      policy=load_policy(SUPPORT.policy_path), policy_error=None,
@@ -85,4 +90,3 @@ def test_interrupt_then_resume_under_each_checkpointer(kind: str, runner: Runner
         assert refunds_of(home, "run-grid") == [("ORD-10002", 12000)]
     finally:
         db.close()
-        runs.close()

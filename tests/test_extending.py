@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from langgraph.types import Command
 
+from checkpoints.backend import SqliteBackend
 from checkpoints.runs import RunStore
 from graph import workflows
 from graph.context import RunContext, Workflow
@@ -179,7 +180,7 @@ def test_extended_graph_interrupts_and_resumes_under_each_checkpointer(kind: str
     support, seen = get_workflow("support"), Seen()
     home.mkdir(parents=True)
     support.build_db(home / "grid.db")
-    db, runs = support.open_db(home / "grid.db"), RunStore(home / "control.db")
+    db, runs = support.open_db(home / "grid.db"), RunStore.open(SqliteBackend(home))
     ticket = sample("TKT-1002")
     try:
         ensure_ledger(db)

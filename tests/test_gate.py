@@ -20,6 +20,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 from pydantic import BaseModel, ValidationError
 
+from checkpoints.backend import SqliteBackend
 from checkpoints.runs import RunStore
 from graph.context import RunContext
 from graph.factory import build_graph
@@ -477,7 +478,7 @@ def graph_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
     conn = open_support_db(root / "support.db")
     from tools.ledger import ensure_ledger
     ensure_ledger(conn)
-    runs = RunStore(root / "control.db")
+    runs = RunStore.open(SqliteBackend(root))
     yield {"db": conn, "runs": runs, "graph": build_graph().compile(checkpointer=InMemorySaver())}
     conn.close()
     runs.close()

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from checkpoints.accounts import AccountStore
-from graph.runner import Home
+from checkpoints.backend import SqliteBackend
 from tests.service_support import build_app, refunds, tokens
 
 
@@ -65,7 +65,7 @@ def test_revoking_the_token_ends_the_session(inbox: tuple[TestClient, dict[str, 
     client, secrets = inbox
     sign_in(client, secrets["lead"])
     assert client.get("/inbox").status_code == 200
-    accounts = AccountStore(Home(home).runs_db)
+    accounts = AccountStore.open(SqliteBackend(home))
     for token in accounts.tokens():
         if token["email"] == "lead@acme.example":
             accounts.revoke_token(str(token["token_id"]))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from checkpoints.backend import SqliteBackend
 from checkpoints.faults import CrashFaults
 from checkpoints.runs import RunStore, holder_is_dead, new_lease_owner
 from checkpoints.soak import SCENARIOS, forked_action, mutation_rows
@@ -100,7 +101,7 @@ def test_two_processes_resume_one_run_exactly_one_proceeds(home: Path) -> None:
     # A run whose process was killed in the middle of its refund step.
     result, label, _ = forked_action(home, SCENARIOS["refund"], "start", None, kill_at=30)
     assert result == "killed"
-    run_id = RunStore(home / "control.db").list()[0].run_id
+    run_id = RunStore.open(SqliteBackend(home)).list()[0].run_id
 
     pid, ready, go = fork_paused(lambda r: r.resume(run_id).status, home)
     assert read_line(ready) == "ready"  # the first process holds the lease, mid-run
@@ -138,7 +139,7 @@ def test_two_approvers_at_once_one_proceeds_the_other_is_told_busy(home: Path) -
 
 
 def _registry_with_lease(tmp_path: Path, owner: str, clock: Callable[[], float]) -> RunStore:
-    store = RunStore(tmp_path / "control.db", clock=clock)
+    store = RunStore.open(SqliteBackend(tmp_path), clock=clock)
     store.create(run_id="run-1", workflow="support", workflow_version="1", tenant_id="acme",
                  ticket_id="TKT-1001", customer_id="CUS-0001", requester="a@acme.example",
                  policy_version="1", inputs={}, lease_owner=owner, lease_ttl=120)

@@ -13,7 +13,7 @@ from cli.main import app
 from graph.runner import Runner
 from graph.workflows import get_workflow
 from tests.conftest import sample
-from verifiers.explain import explain_run
+from verifiers.explain import RunExplanation, explain_run
 from verifiers.policy import PolicyError, key_lines, load_policy, parse_policy
 
 SUPPORT = get_workflow("support")
@@ -168,6 +168,11 @@ def test_rules_remember_their_line() -> None:
 
 # policy explain -----------------------------------------------------------------------------
 
+def _explain(runner: Runner, run_id: str) -> RunExplanation:
+    with runner.checkpointer() as saver:
+        return explain_run(saver, run_id)
+
+
 def explain(run_id: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(app, ["policy", "explain", run_id])
     return result.exit_code, result.stdout, result.stderr
@@ -210,7 +215,7 @@ def test_explain_a_blocked_and_a_waiting_run(runner: Runner) -> None:
     assert "outcome: blocked (ended by fallback) - gate refund.over_ceiling" in out
 
     waiting = runner.start("support", sample("TKT-1002"), requester="ops@signoff.local")
-    explanation = explain_run(runner.home.checkpoints_db, waiting.run_id)
+    explanation = _explain(runner, waiting.run_id)
     assert explanation.waiting and explanation.outcome is None
     assert explanation.steps[-1].decision.endswith("waiting for a human decision")
     _, out, _ = explain(waiting.run_id)
@@ -221,14 +226,14 @@ def test_explain_a_rejected_and_an_edited_run(runner: Runner) -> None:
     rejected = runner.start("support", sample("TKT-1002"), requester="ops@signoff.local")
     runner.decide(rejected.run_id, {"action": "reject", "by": "lead@acme.example",
                                     "reason": "no receipt"})
-    steps = explain_run(runner.home.checkpoints_db, rejected.run_id).steps
+    steps = _explain(runner, rejected.run_id).steps
     assert steps[-1].decision == "rejected by lead@acme.example (support_lead)"
 
     runner.ensure_domain_db(SUPPORT, reset=True)
     edited = runner.start("support", sample("TKT-1002"), requester="ops@signoff.local")
     runner.decide(edited.run_id, {"action": "edit", "by": "lead@acme.example",
                                   "reason": "partial", "args": {"amount_cents": 4000}})
-    step = explain_run(runner.home.checkpoints_db, edited.run_id).steps[2]
+    step = _explain(runner, edited.run_id).steps[2]
     assert step.origin == "human_edit" and step.args and step.args["amount_cents"] == 4000
     gates = [(f.verdict, f.rule_id) for f in step.findings if f.kind == "gate"]
     assert gates == [("yellow", "refund.needs_approval"), ("green", "refund.small")]

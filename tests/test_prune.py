@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from checkpoints.backend import SqliteBackend
 from checkpoints.prune import parse_duration, prune_finished
 from checkpoints.runs import RunStore
 from checkpoints.soak import SCENARIOS, forked_action
@@ -54,7 +55,7 @@ def aged_home(tmp_path: Path) -> tuple[Path, dict[str, str], Clock]:
     runner.close()
     # A run whose process died mid-way: `running`, its lease left to a dead pid.
     forked_action(tmp_path, SCENARIOS["status-note"], "start", None, kill_at=20)
-    store = RunStore(tmp_path / "control.db")
+    store = RunStore.open(SqliteBackend(tmp_path))
     runs["crashed"] = next(r.run_id for r in store.list() if r.status == "running")
     store.close()
     clock.now += 10 * DAY
@@ -84,7 +85,7 @@ def test_prune_deletes_old_finished_runs_and_reclaims_space(
     before = threads(home)
     assert all(run_id in before for run_id in runs.values())
 
-    result = prune_finished(home, 7 * DAY, now=clock.now)
+    result = prune_finished(SqliteBackend(home), 7 * DAY, now=clock.now)
     assert set(result.run_ids) == {runs[name] for name in FINISHED_OLD}
     assert result.checkpoints == sum(before[r] for r in result.run_ids)
     assert result.bytes_after < result.bytes_before
@@ -93,11 +94,11 @@ def test_prune_deletes_old_finished_runs_and_reclaims_space(
         assert after[runs[kept]] == before[runs[kept]], kept
     assert not set(result.run_ids) & set(after)
     # The registry still tells what happened to a pruned run.
-    store = RunStore(home / "control.db")
+    store = RunStore.open(SqliteBackend(home))
     assert store.get(runs["resolved"]).status == "resolved"
     store.close()
     # Pruning again finds nothing; the waiting and the crashed run still carry on.
-    assert prune_finished(home, 7 * DAY, now=clock.now).run_ids == ()
+    assert prune_finished(SqliteBackend(home), 7 * DAY, now=clock.now).run_ids == ()
     runner = Runner(Home(home))
     assert runner.decide(runs["waiting"], APPROVE).status == "resolved"
     assert runner.resume(runs["crashed"]).status == "resolved"
@@ -109,7 +110,7 @@ def test_policy_explain_says_a_pruned_run_was_pruned(
     from cli.main import app
 
     home, runs, clock = aged_home
-    prune_finished(home, 7 * DAY, now=clock.now)
+    prune_finished(SqliteBackend(home), 7 * DAY, now=clock.now)
     monkeypatch.setenv("SIGNOFF_HOME", str(home))
     result = CliRunner().invoke(app, ["policy", "explain", runs["resolved"]])
     assert result.exit_code == 0, result.output
@@ -121,7 +122,7 @@ def test_policy_explain_says_a_pruned_run_was_pruned(
 def test_dry_run_deletes_nothing(aged_home: tuple[Path, dict[str, str], Clock]) -> None:
     home, runs, clock = aged_home
     before = threads(home)
-    result = prune_finished(home, 7 * DAY, now=clock.now, dry_run=True)
+    result = prune_finished(SqliteBackend(home), 7 * DAY, now=clock.now, dry_run=True)
     assert len(result.run_ids) == 3 and result.dry_run
     assert threads(home) == before
 
@@ -131,7 +132,7 @@ def test_prune_command(aged_home: tuple[Path, dict[str, str], Clock],
     home, runs, clock = aged_home
     monkeypatch.setattr("checkpoints.prune.time.time", lambda: clock.now)
     app = GuardedTyper()
-    register(app, lambda: home)
+    register(app, lambda: Home(home))
 
     @app.command()
     def other() -> None:  # a second command, so `prune` is a subcommand as in signoff
@@ -159,7 +160,7 @@ def test_prune_command(aged_home: tuple[Path, dict[str, str], Clock],
 
 def test_prune_on_a_directory_without_signoff_data(tmp_path: Path) -> None:
     app = GuardedTyper()
-    register(app, lambda: tmp_path / "nothing-here")
+    register(app, lambda: Home(tmp_path / "nothing-here"))
     app.command()(lambda: None)
     result = CliRunner().invoke(app, ["prune", "--older-than", "1d"])
     assert result.exit_code == 3  # an unusable data directory

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from checkpoints.accounts import AccountStore
-from graph.runner import Home
+from checkpoints.backend import SqliteBackend
 from service.openapi import OPENAPI_DOC, openapi_text
 from tests.service_support import Clock, build_app, refunds, served, tokens
 
@@ -63,7 +63,7 @@ def test_every_route_needs_a_live_token(api: TestClient, who: dict[str, dict[str
     assert api.get("/api/v1/runs").headers["www-authenticate"] == "Bearer"
     assert "unknown" in error_of(api.get("/api/v1/runs",
                                          headers={"Authorization": "Bearer so_nope"}), 401)
-    accounts = AccountStore(Home(home).runs_db, clock=clock)
+    accounts = AccountStore.open(SqliteBackend(home), clock=clock)
     token_id, secret = accounts.create_token("lead@acme.example", expires_in="1h")
     short = {"Authorization": f"Bearer {secret}"}
     assert api.get("/api/v1/me", headers=short).json()["email"] == "lead@acme.example"

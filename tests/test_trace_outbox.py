@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from checkpoints.backend import SqliteBackend
 from checkpoints.faults import CrashFaults
 from graph.observe import recorder_factory
 from graph.runner import Home, Runner
@@ -136,7 +137,7 @@ def test_a_graph_driven_directly_writes_each_nodes_events_when_it_ends(tmp_path:
     support = get_workflow("support")
     traced_runner(tmp_path).close()  # the sample data
     ticket = sample("TKT-1001")
-    db, runs = support.open_db(tmp_path / "support.db"), RunStore(tmp_path / "control.db")
+    db, runs = support.open_db(tmp_path / "support.db"), RunStore.open(SqliteBackend(tmp_path))
     recorder = Recorder(tmp_path)
     ctx = RunContext(run_id="run-direct", tenant_id="acme", requester="ops@signoff.local",
                      workflow=support, registry=support.tools(),

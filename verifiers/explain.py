@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import StateSnapshot
 
 from verifiers.policy import Policy
@@ -207,16 +208,15 @@ def explain_history(run_id: str, snapshots: Iterable[StateSnapshot],
                           stops=stops)
 
 
-def explain_run(checkpoints_db: str | Path, run_id: str,
+def explain_run(saver: BaseCheckpointSaver[Any], run_id: str,
                 policy: Policy | None = None) -> RunExplanation:
-    """Explain a run from the SQLite checkpoints at `checkpoints_db`."""
+    """Explain a run from its checkpoints in `saver` (the runner's, on any backend)."""
     # Imported here: the graph imports the verifiers, not the other way round.
-    from checkpoints.saver import open_checkpointer, thread_config
+    from checkpoints.saver import thread_config
     from graph.factory import build_graph
 
-    with open_checkpointer(checkpoints_db) as saver:
-        graph = build_graph().compile(checkpointer=saver)
-        history = list(graph.get_state_history(thread_config(run_id)))  # type: ignore[arg-type]
+    graph = build_graph().compile(checkpointer=saver)
+    history = list(graph.get_state_history(thread_config(run_id)))  # type: ignore[arg-type]
     return explain_history(run_id, history, policy)
 
 
