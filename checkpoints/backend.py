@@ -28,6 +28,7 @@ DATABASE_URL_ENV = "SIGNOFF_DATABASE_URL"
 POOL_SIZE_ENV = "SIGNOFF_DB_POOL_SIZE"
 SCHEMA_PREFIX_ENV = "SIGNOFF_DB_SCHEMA_PREFIX"
 DEFAULT_SCHEMA_PREFIX = "signoff_"
+DEFAULT_POOL_SIZE = 10
 Dialect = Literal["sqlite", "postgres"]
 
 
@@ -51,6 +52,20 @@ SCHEMAS: dict[str, Schema] = {}
 def register_schema(schema: Schema) -> Schema:
     SCHEMAS[schema.store] = schema
     return schema
+
+
+STORE_MODULES = ("checkpoints.control_schema",)
+"""The modules that register a store's schema: `upgrade` and `status` import them all, so a
+process that has not touched a store yet still upgrades it."""
+
+
+def load_schemas() -> dict[str, Schema]:
+    """Every store's schema (importing STORE_MODULES)."""
+    import importlib
+
+    for module in STORE_MODULES:
+        importlib.import_module(module)
+    return SCHEMAS
 
 
 VERSIONS_DDL = ("CREATE TABLE IF NOT EXISTS signoff_schema ("
@@ -189,22 +204,30 @@ class SqliteBackend:
 
     def upgrade(self) -> list[str]:
         applied: list[str] = []
-        for name in sorted(SCHEMAS):
-            conn = sqlite3.connect(str(self.path(name)), timeout=10, isolation_level=None)
+        self.root.mkdir(parents=True, exist_ok=True)
+        for name in sorted(load_schemas()):
             try:
-                applied += _upgrade_sqlite(conn, name)
-            finally:
-                conn.close()
+                conn = sqlite3.connect(str(self.path(name)), timeout=10, isolation_level=None)
+                try:
+                    applied += _upgrade_sqlite(conn, name)
+                finally:
+                    conn.close()
+            except sqlite3.DatabaseError as exc:
+                raise StoreUnavailable(f"{self.path(name)} is not a usable signoff {name} "
+                                       f"database: {exc}") from None
         with self.checkpointer():
             pass  # SqliteSaver.setup() creates or upgrades its own tables
         return applied
 
     def status(self) -> list[StoreStatus]:
         found = []
-        for name in sorted(SCHEMAS):
+        for name in sorted(load_schemas()):
             conn = self.open_existing(name)
             try:
                 have = _version_of(conn, name) if conn is not None else 0
+            except sqlite3.DatabaseError as exc:
+                raise StoreUnavailable(f"{self.path(name)} is not a usable signoff {name} "
+                                       f"database: {exc}") from None
             finally:
                 if conn is not None:
                     conn.close()
@@ -242,7 +265,8 @@ class PostgresBackend:
     connections from one psycopg pool; the checkpoints in `<prefix>checkpoints`."""
 
     url: str
-    pool_size: int = 10
+    pool_size: int = DEFAULT_POOL_SIZE
+    """The most connections this process holds (SIGNOFF_DB_POOL_SIZE)."""
     schema_prefix: str = DEFAULT_SCHEMA_PREFIX
     """Tests give each test its own prefix; a deployment keeps the default."""
     dialect: Dialect = "postgres"
@@ -335,27 +359,31 @@ class PostgresBackend:
         applied: list[str] = []
         with self.pool.connection() as raw:
             # One upgrader at a time: two `db upgrade` runs must not both apply v2.
-            raw.execute("SELECT pg_advisory_lock(hashtext('signoff_schema'))")
+            _take_upgrade_lock(raw, self.schema_prefix)
             try:
-                for store in [*sorted(SCHEMAS), "checkpoints"]:
+                for store in [*sorted(load_schemas()), "checkpoints"]:
                     raw.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema(store)}"')
                     raw.execute(f'SET search_path TO "{self.schema(store)}"')
                     if store == "checkpoints":
-                        PostgresSaver(raw).setup()
+                        had = _saver_version(raw)
+                        PostgresSaver(raw).setup()  # its migrations apply as one batch
+                        if _saver_version(raw) > had:
+                            applied.append(f"checkpoints v{_saver_version(raw)}")
                         continue
                     conn = PgConnection(raw)
                     applied += apply_migrations(conn, "postgres", begin=conn.begin,
                                                 commit=conn.commit, stores=[store])
             finally:
                 raw.execute("RESET search_path")
-                raw.execute("SELECT pg_advisory_unlock(hashtext('signoff_schema'))")
+                raw.execute("SELECT pg_advisory_unlock(hashtext(%s))",
+                            (f"signoff_schema:{self.schema_prefix}",))
         return applied
 
     def status(self) -> list[StoreStatus]:
         from langgraph.checkpoint.postgres import PostgresSaver
 
         found = []
-        for name in sorted(SCHEMAS):
+        for name in sorted(load_schemas()):
             conn = self.open_existing(name)
             try:
                 have = _version_of(conn, name) if conn is not None else 0
@@ -364,13 +392,8 @@ class PostgresBackend:
                     conn.close()
             found.append(StoreStatus(name, have, SCHEMAS[name].version("postgres"),
                                      self.where(name)))
-        # LangGraph's saver numbers its own migrations from 0; count them as versions 1..N.
         with self._raw("checkpoints") as raw:
-            row = raw.execute("SELECT to_regclass('checkpoint_migrations') AS t").fetchone()
-            have = 0
-            if row["t"] is not None:
-                have = int(raw.execute("SELECT coalesce(max(v) + 1, 0) AS v"
-                                       " FROM checkpoint_migrations").fetchone()["v"])
+            have = _saver_version(raw)
         found.append(StoreStatus("checkpoints", have, len(PostgresSaver.MIGRATIONS),
                                  self.where("checkpoints")))
         return found
@@ -406,6 +429,28 @@ def _version_of(conn: Connection, store: str) -> int:
     return int(row[0]) if row else 0
 
 
+def _take_upgrade_lock(raw: Any, prefix: str) -> None:
+    """Take the advisory lock of the upgraders of the stores under `prefix`, polling: a
+    session blocked in pg_advisory_lock sits in an open transaction, and PostgresSaver's
+    CREATE INDEX CONCURRENTLY, run by the holder, waits for every open transaction to end (a
+    deadlock the server breaks by failing one)."""
+    import time
+
+    while not raw.execute("SELECT pg_try_advisory_lock(hashtext(%s)) AS got",
+                          (f"signoff_schema:{prefix}",)).fetchone()["got"]:
+        time.sleep(0.05)
+
+
+def _saver_version(raw: Any) -> int:
+    """PostgresSaver's schema version in the current schema: it numbers its migrations from
+    0 in checkpoint_migrations; counted here as versions 1..N (0: not set up)."""
+    row = raw.execute("SELECT to_regclass('checkpoint_migrations') AS t").fetchone()
+    if row["t"] is None:
+        return 0
+    return int(raw.execute("SELECT coalesce(max(v) + 1, 0) AS v FROM checkpoint_migrations"
+                           ).fetchone()["v"])
+
+
 def _first(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -436,8 +481,8 @@ def _open_pool(url: str, size: int) -> Any:
     return pool
 
 
-def open_backend(root: Path, url: str | None, *,
-                 schema_prefix: str = DEFAULT_SCHEMA_PREFIX) -> Backend:
+def open_backend(root: Path, url: str | None, *, schema_prefix: str = DEFAULT_SCHEMA_PREFIX,
+                 pool_size: int = DEFAULT_POOL_SIZE) -> Backend:
     """The backend `url` names (SIGNOFF_DATABASE_URL), else the SQLite directory `root`.
 
     A URL that is neither empty nor postgresql:// is a one-line StoreUnavailable.
@@ -448,4 +493,4 @@ def open_backend(root: Path, url: str | None, *,
     if scheme not in ("postgresql", "postgres"):
         raise StoreUnavailable(f"{DATABASE_URL_ENV} must be a postgresql:// URL (or unset for "
                                f"SQLite under SIGNOFF_HOME), not {redact_url(url)!r}")
-    return PostgresBackend(url, schema_prefix=schema_prefix)
+    return PostgresBackend(url, schema_prefix=schema_prefix, pool_size=pool_size)

@@ -3,7 +3,8 @@ whatever it raises into one `error:` line and an exit code of cli.errors, never 
 
 Environment is read here, once: SIGNOFF_HOME (data directory, default ./.signoff),
 SIGNOFF_USER (who starts runs), SIGNOFF_PLANNER_* and SIGNOFF_CHECKER_* (models),
-SIGNOFF_DATABASE_URL and SIGNOFF_DB_SCHEMA_PREFIX (the PostgreSQL backend, checkpoints.backend).
+SIGNOFF_DATABASE_URL, SIGNOFF_DB_SCHEMA_PREFIX and SIGNOFF_DB_POOL_SIZE (the PostgreSQL backend,
+checkpoints.backend).
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ def _exit_code_of(exc: Exception) -> tuple[int, str]:
     if isinstance(exc, sqlite3.DatabaseError | StoreError):
         return DAMAGED, (f"database error: {_first_line(exc)} (is SIGNOFF_HOME signoff's "
                          "data directory, with its files intact?)")
+    if type(exc).__module__.startswith("psycopg"):  # the server failed us, not signoff
+        return DAMAGED, f"database error: {_first_line(exc)} (SIGNOFF_DATABASE_URL)"
     if isinstance(exc, OSError):
         where = f" {exc.filename}" if exc.filename else ""
         return DAMAGED, f"cannot use{where}: {exc.strerror or _first_line(exc)}"
@@ -173,10 +176,16 @@ def home() -> Home:
     return Home(root, **_database())
 
 
-def _database() -> dict[str, str]:
-    """SIGNOFF_DATABASE_URL and SIGNOFF_DB_SCHEMA_PREFIX, when set (Home's defaults else)."""
-    settings = {"database_url": os.environ.get("SIGNOFF_DATABASE_URL", ""),
-                "schema_prefix": os.environ.get("SIGNOFF_DB_SCHEMA_PREFIX", "")}
+def _database() -> dict[str, Any]:
+    """SIGNOFF_DATABASE_URL, SIGNOFF_DB_SCHEMA_PREFIX and SIGNOFF_DB_POOL_SIZE, when set
+    (Home's defaults else); a pool size that is not a whole number from 1 is a user mistake."""
+    settings: dict[str, Any] = {"database_url": os.environ.get("SIGNOFF_DATABASE_URL", ""),
+                                "schema_prefix": os.environ.get("SIGNOFF_DB_SCHEMA_PREFIX", "")}
+    size = os.environ.get("SIGNOFF_DB_POOL_SIZE", "").strip()
+    if size:
+        if not size.isdigit() or int(size) < 1:
+            raise SignoffError(f"SIGNOFF_DB_POOL_SIZE must be a whole number from 1, not {size!r}")
+        settings["pool_size"] = int(size)
     return {key: value for key, value in settings.items() if value}
 
 
@@ -531,8 +540,8 @@ def main() -> None:
     app()
 
 
-# Registers the operator commands, and serve, users and tokens, on `app`.
-from cli import ops, service  # noqa: E402,F401
+# Registers the operator commands, serve, users and tokens, and db, on `app`.
+from cli import db, ops, service  # noqa: E402,F401
 from cli.payments import register as _register_payments  # noqa: E402
 
 _register_payments(app)

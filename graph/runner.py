@@ -23,7 +23,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 from pydantic import ValidationError
 
-from checkpoints.backend import DEFAULT_SCHEMA_PREFIX, Backend, open_backend
+from checkpoints.backend import DEFAULT_POOL_SIZE, DEFAULT_SCHEMA_PREFIX, Backend, open_backend
 from checkpoints.runs import RunRecord, RunStore, new_lease_owner
 from checkpoints.saver import DURABILITY, thread_config
 from graph.approvals import check_decision, held_digest
@@ -62,10 +62,13 @@ class Home:
     database_url: str | None = None
     schema_prefix: str = DEFAULT_SCHEMA_PREFIX
     """The Postgres schemas' prefix (SIGNOFF_DB_SCHEMA_PREFIX); tests give each its own."""
+    pool_size: int = DEFAULT_POOL_SIZE
+    """The most Postgres connections one backend holds (SIGNOFF_DB_POOL_SIZE)."""
 
     def open_backend(self) -> Backend:
         """A new backend for these stores; the caller closes it."""
-        return open_backend(self.root, self.database_url, schema_prefix=self.schema_prefix)
+        return open_backend(self.root, self.database_url, schema_prefix=self.schema_prefix,
+                            pool_size=self.pool_size)
 
     @property
     def runs_db(self) -> Path:

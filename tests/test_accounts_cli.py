@@ -1,25 +1,38 @@
-"""`signoff users` and `signoff tokens`: accounts in control.db, a token shown once and kept
-hashed, expiry and revocation, and one-line errors that change nothing."""
+"""`signoff users` and `signoff tokens`: accounts in the control store (control.db, or
+PostgreSQL), a token shown once and kept hashed, expiry and revocation, and one-line errors that
+change nothing; on each backend of the grid."""
 
 from __future__ import annotations
 
 import hashlib
-import sqlite3
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from checkpoints.accounts import AccountStore, Unauthenticated
-from checkpoints.backend import SqliteBackend
 from cli.main import app
+from graph.runner import Home
 
 
 def signoff(*args: str):  # noqa: ANN201 - click Result
     return CliRunner().invoke(app, list(args))
 
 
-def test_users_and_tokens(home: Path) -> None:
+@contextmanager
+def accounts_of(home: Home) -> Iterator[AccountStore]:
+    with closing(home.open_backend()) as backend, closing(AccountStore.open(backend)) as store:
+        yield store
+
+
+def count(home: Home, sql: str) -> Any:
+    with accounts_of(home) as accounts:
+        return accounts.conn.execute(sql).fetchone()[0]
+
+
+def test_users_and_tokens(backend_home: Home) -> None:
     added = signoff("users", "add", "Lead@ACME.example", "--role", "support_lead",
                     "--tenant", "acme")
     assert added.exit_code == 0 and "user lead@acme.example: support_lead@acme" in added.stdout
@@ -36,21 +49,19 @@ def test_users_and_tokens(home: Path) -> None:
     assert created.exit_code == 0, created.output
     secret = created.stdout.strip()
     assert secret.startswith("so_") and "shown once" in created.stderr
-    with sqlite3.connect(home / "control.db") as conn:
-        stored = conn.execute("SELECT token_sha256 FROM api_tokens").fetchone()[0]
+    stored = count(backend_home, "SELECT token_sha256 FROM api_tokens")
     assert stored == hashlib.sha256(secret.encode()).hexdigest()
     assert secret not in signoff("tokens", "list").stdout
 
-    accounts = AccountStore.open(SqliteBackend(home))
-    principal = accounts.authenticate(secret)
-    assert principal.email == "lead@acme.example"
-    assert principal.roles_for("acme") == ["support_lead"]
-    assert principal.roles_for("globex") == ["finance"] and not principal.sees("initech")
-    token_id = principal.token_id
-    assert signoff("tokens", "revoke", token_id).exit_code == 0
-    with pytest.raises(Unauthenticated, match="revoked"):
-        accounts.authenticate(secret)
-    accounts.close()
+    with accounts_of(backend_home) as accounts:
+        principal = accounts.authenticate(secret)
+        assert principal.email == "lead@acme.example"
+        assert principal.roles_for("acme") == ["support_lead"]
+        assert principal.roles_for("globex") == ["finance"] and not principal.sees("initech")
+        token_id = principal.token_id
+        assert signoff("tokens", "revoke", token_id).exit_code == 0
+        with pytest.raises(Unauthenticated, match="revoked"):
+            accounts.authenticate(secret)
 
 
 def one_line_error(result, expected: str) -> None:  # noqa: ANN001
@@ -59,7 +70,7 @@ def one_line_error(result, expected: str) -> None:  # noqa: ANN001
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
 
 
-def test_account_mistakes_are_one_line_and_change_nothing(home: Path) -> None:
+def test_account_mistakes_are_one_line_and_change_nothing(backend_home: Home) -> None:
     one_line_error(signoff("tokens", "create", "nobody@acme.example"), "no user")
     one_line_error(signoff("users", "add", "not-an-email", "--role", "x", "--tenant", "acme"),
                    "not an email address")
@@ -69,6 +80,5 @@ def test_account_mistakes_are_one_line_and_change_nothing(home: Path) -> None:
     one_line_error(signoff("tokens", "create", "a@acme.example", "--expires-in", "soon"),
                    "not a duration")
     one_line_error(signoff("tokens", "revoke", "tok-nope"), "no live token")
-    with sqlite3.connect(home / "control.db") as conn:
-        assert conn.execute("SELECT COUNT(*) FROM api_tokens").fetchone()[0] == 0
-        assert conn.execute("SELECT COUNT(*) FROM users").fetchone()[0] == 1
+    assert count(backend_home, "SELECT COUNT(*) FROM api_tokens") == 0
+    assert count(backend_home, "SELECT COUNT(*) FROM users") == 1

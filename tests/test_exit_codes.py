@@ -67,6 +67,9 @@ COMMANDS: dict[str, tuple[list[str] | None, list[str] | None]] = {
     "tokens create": (None, ["tokens", "create", "nobody@acme.example"]),
     "tokens list": (["tokens", "list"], None),
     "tokens revoke": (None, ["tokens", "revoke", "tok-nope"]),
+    # A bad or unreachable SIGNOFF_DATABASE_URL is 3: tests/test_db_cli.py.
+    "db upgrade": (["db", "upgrade"], None),
+    "db status": (["db", "status"], None),
 }
 BAD_VALUES = [
     ["runs", "--status", "bogus"],
@@ -210,7 +213,8 @@ DAMAGE = {"empty checkpoints.db": _empty_checkpoints,
           "control.db is not a database": _registry_not_a_database}
 USES_CHECKPOINTS = {"status", "approve", "confirm", "reject", "edit", "policy explain"}
 USES_REGISTRY = {"run", "runs", "status", "approve", "reject", "edit", "resume", "kill",
-                 "policy explain", "prune", "users add", "users list", "tokens list"}
+                 "policy explain", "prune", "users add", "users list", "tokens list",
+                 "db upgrade", "db status"}
 MUST_FAIL = {
     "empty checkpoints.db": {"status", "approve", "reject", "edit"},
     "truncated checkpoints.db": USES_CHECKPOINTS | {"resume", "run"},

@@ -1,0 +1,148 @@
+"""`signoff db upgrade` and `signoff db status` on SQLite and PostgreSQL: versioned, idempotent,
+one upgrader at a time; a store behind its version refuses to open on Postgres; an unusable URL
+is exit 3 in one line with the password hidden; a control.db from before versions opens."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from checkpoints.backend import PostgresBackend
+from checkpoints.runs import RunStore
+from cli.main import app
+from graph.runner import Home
+from tests.pg import pg_schemas
+
+
+def signoff(*args: str):  # noqa: ANN201 - click Result
+    return CliRunner().invoke(app, list(args))
+
+
+def one_error_line(result) -> str:  # noqa: ANN001
+    assert "Traceback" not in result.output, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def test_db_upgrade_and_status_on_sqlite(home: Path) -> None:
+    before = signoff("db", "status")
+    assert before.exit_code == 0, before.output
+    assert before.stdout.splitlines() == [
+        f"control v0 behind v1: upgraded when first opened, or by `signoff db upgrade` "
+        f"({home / 'control.db'})"]
+    first = signoff("db", "upgrade")
+    assert first.exit_code == 0, first.output
+    assert first.stdout.splitlines() == ["control v1", f"{home}: upgraded"]
+    again = signoff("db", "upgrade")
+    assert again.exit_code == 0 and again.stdout.splitlines() == [f"{home}: up to date"]
+    after = signoff("db", "status")
+    assert after.stdout.splitlines() == [f"control v1 current ({home / 'control.db'})"]
+
+
+def test_db_upgrade_and_status_on_postgres(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pg_schemas() as (url, prefix):
+        monkeypatch.setenv("SIGNOFF_DATABASE_URL", url)
+        monkeypatch.setenv("SIGNOFF_DB_SCHEMA_PREFIX", prefix)
+        refused = signoff("runs")
+        assert refused.exit_code == 3
+        assert one_error_line(refused) == (
+            f"error: {url} holds the control schema at version 0, this signoff needs 1: "
+            "run `signoff db upgrade`")
+        behind = signoff("db", "status")
+        assert behind.exit_code == 0, behind.output
+        assert behind.stdout.splitlines() == [
+            f"control v0 behind v1: run `signoff db upgrade` ({url} schema {prefix}control)",
+            f"checkpoints v0 behind v10: run `signoff db upgrade` ({url} schema "
+            f"{prefix}checkpoints)"]
+
+        first = signoff("db", "upgrade")
+        assert first.exit_code == 0, first.output
+        assert first.stdout.splitlines() == ["control v1", "checkpoints v10", f"{url}: upgraded"]
+        again = signoff("db", "upgrade")
+        assert again.stdout.splitlines() == [f"{url}: up to date"]
+        current = signoff("db", "status")
+        assert current.stdout.splitlines() == [
+            f"control v1 current ({url} schema {prefix}control)",
+            f"checkpoints v10 current ({url} schema {prefix}checkpoints)"]
+        assert signoff("runs").exit_code == 0
+        assert not (home / "control.db").exists()  # the registry is in Postgres
+
+
+def test_two_upgrades_at_once_apply_each_version_once() -> None:
+    with pg_schemas() as (url, prefix):
+        applied: list[list[str]] = []
+
+        def upgrade() -> None:
+            backend = PostgresBackend(url, schema_prefix=prefix)
+            try:
+                applied.append(backend.upgrade())
+            finally:
+                backend.close()
+
+        threads = [threading.Thread(target=upgrade) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(applied) == [[], ["control v1", "checkpoints v10"]]
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql://signoff:s3cret@127.0.0.1:1/signoff",
+     "error: cannot reach postgresql://signoff:***@127.0.0.1:1/signoff: connection failed"),
+    ("mysql://signoff:s3cret@db/signoff",
+     "error: SIGNOFF_DATABASE_URL must be a postgresql:// URL (or unset for SQLite under "
+     "SIGNOFF_HOME), not 'mysql://signoff:***@db/signoff'"),
+])
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["db", "status"], ["runs"]])
+def test_an_unusable_database_url_is_3_in_one_line(home: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   url: str, shown: str,
+                                                   command: list[str]) -> None:
+    monkeypatch.setenv("SIGNOFF_DATABASE_URL", url)
+    result = signoff(*command)
+    assert result.exit_code == 3, result.output
+    assert one_error_line(result).startswith(shown)
+    assert "s3cret" not in result.output
+
+
+def test_a_bad_pool_size_names_the_variable(home: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIGNOFF_DB_POOL_SIZE", "lots")
+    result = signoff("db", "status")
+    assert result.exit_code == 1
+    assert one_error_line(result) == ("error: SIGNOFF_DB_POOL_SIZE must be a whole number "
+                                      "from 1, not 'lots'")
+
+
+OLD_CONTROL_DDL = """
+CREATE TABLE runs (run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL,
+    workflow_version TEXT NOT NULL, tenant_id TEXT NOT NULL, ticket_id TEXT, customer_id TEXT,
+    requester TEXT NOT NULL, status TEXT NOT NULL, reason TEXT, pending TEXT,
+    policy_version TEXT, inputs TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    lease_owner TEXT, lease_expires REAL);
+INSERT INTO runs VALUES ('run-0ld0000001', 'support', '1', 'acme', 'TKT-1001', 'C-1',
+    'ops@acme.example', 'resolved', NULL, NULL, NULL, '{}', 1.0, 2.0, NULL, NULL);
+"""
+
+
+def test_a_control_db_from_before_versions_opens_and_is_stamped(home: Path) -> None:
+    home.mkdir(parents=True)
+    with sqlite3.connect(home / "control.db") as conn:
+        conn.executescript(OLD_CONTROL_DDL)
+    assert "control v0 behind v1" in signoff("db", "status").stdout
+    backend = Home(home).open_backend()
+    store = RunStore.open(backend)
+    try:
+        old = store.get("run-0ld0000001")
+        assert (old.status, old.requester_role, old.models) == ("resolved", None, None)
+        store.set_kill("*", by="oncall@acme.example", reason="drill")  # the new tables work
+    finally:
+        store.close()
+        backend.close()
+    assert signoff("db", "status").stdout.startswith("control v1 current")
+    assert "run-0ld0000001" in signoff("runs").stdout
