@@ -140,10 +140,15 @@ def _ticket(ticket_id: str) -> Any:
     return {t.ticket_id: t for t in get_workflow("support").sample_tickets()}[ticket_id]
 
 
-def run_action(home: Path, scenario: Scenario, action: Action, run_id: str | None,
+def as_home(home: Home | Path) -> Home:
+    """`home`, or the SQLite data directory at that path."""
+    return home if isinstance(home, Home) else Home(home)
+
+
+def run_action(home: Home | Path, scenario: Scenario, action: Action, run_id: str | None,
                kill_at: int | None = None, faults: CrashFaults | None = None) -> str:
     """Do one action in this process; returns the run's status afterwards."""
-    runner = Runner(Home(home), faults=faults or CrashFaults(kill_at))
+    runner = Runner(as_home(home), faults=faults or CrashFaults(kill_at))
     try:
         if action == "start":
             return runner.start("support", _ticket(scenario.ticket_id),
@@ -157,7 +162,7 @@ def run_action(home: Path, scenario: Scenario, action: Action, run_id: str | Non
         runner.close()
 
 
-def forked_action(home: Path, scenario: Scenario, action: Action, run_id: str | None,
+def forked_action(home: Home | Path, scenario: Scenario, action: Action, run_id: str | None,
                   kill_at: int | None) -> tuple[str, str, bool]:
     """Run `action` in a forked child; returns ("killed", label, decision_saved),
     ("done", status, False) or ("error", message, False)."""
@@ -191,10 +196,10 @@ def forked_action(home: Path, scenario: Scenario, action: Action, run_id: str | 
 
 # Checking a run against its reference --------------------------------------------------------
 
-def mutation_rows(home: Path, run_id: str) -> dict[str, int]:
+def mutation_rows(home: Home | Path, run_id: str) -> dict[str, int]:
     """Rows per mutation table the run wrote, and, when the harness runs a payments service,
     the refunds its own database holds for the run ("api_refunds")."""
-    conn = sqlite3.connect(home / "support.db")
+    conn = sqlite3.connect(as_home(home).root / "support.db")
     try:
         rows = {table: conn.execute(f"SELECT COUNT(*) FROM {table} WHERE run_id = ?",
                                     (run_id,)).fetchone()[0]

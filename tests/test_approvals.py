@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from checkpoints.saver import open_checkpointer, thread_config
+from checkpoints.saver import thread_config
 from graph.errors import BadDecision
 from graph.factory import build_graph
-from graph.runner import Home, Runner
+from graph.runner import Runner
 from graph.workflows import get_workflow
 from tests.conftest import sample
 
@@ -26,8 +26,14 @@ def refunds_of(home: Path, run_id: str) -> list[tuple[str, int]]:
                             (run_id,)).fetchall()
 
 
-def final_state(home: Path, run_id: str) -> dict[str, Any]:
-    with open_checkpointer(home / "checkpoints.db") as saver:
+@pytest.fixture
+def runner(backend_runner: Runner) -> Runner:
+    """Every test here runs on each backend of the grid (SQLite, PostgreSQL)."""
+    return backend_runner
+
+
+def final_state(runner: Runner, run_id: str) -> dict[str, Any]:
+    with runner.checkpointer() as saver:
         graph = build_graph().compile(checkpointer=saver)
         return dict(graph.get_state(thread_config(run_id)).values)  # type: ignore[arg-type]
 
@@ -80,7 +86,7 @@ def test_reject_ends_rejected_with_no_mutation(runner: Runner, home: Path, pause
     assert result.status == "rejected" and result.mutations == 0
     assert result.reason == "rejected by lead@acme.example (support_lead): no receipt on file"
     assert refunds_of(home, paused) == []
-    approval = final_state(home, paused)["approval"]
+    approval = final_state(runner, paused)["approval"]
     assert (approval["action"], approval["by"], approval["role"]) == \
         ("reject", "lead@acme.example", "support_lead")
 
@@ -92,7 +98,7 @@ def test_edit_up_past_the_ceiling_is_blocked_red(runner: Runner, home: Path,
     assert result.status == "blocked"
     assert result.reason and result.reason.startswith("gate refund.over_ceiling:")
     assert refunds_of(home, paused) == []
-    state = final_state(home, paused)
+    state = final_state(runner, paused)
     assert state["proposal"]["origin"] == "human_edit"
     assert state["proposal"]["args"]["amount_cents"] == 60000
     assert (state["gate"]["tier"], state["gate"]["rule_id"]) == ("red", "refund.over_ceiling")
@@ -104,7 +110,7 @@ def test_edit_down_is_gated_green_verified_and_executes_once(runner: Runner, hom
                                     "reason": "partial refund", "args": {"amount_cents": 4000}})
     assert result.status == "resolved", result.reason
     assert refunds_of(home, paused) == [("ORD-10002", 4000)]
-    state = final_state(home, paused)
+    state = final_state(runner, paused)
     assert state["mutations"] == 2  # the refund and the customer note
     with sqlite3.connect(home / "support.db") as conn:
         ledger = conn.execute("SELECT COUNT(*) FROM mutation_ledger WHERE run_id = ? AND "
@@ -128,11 +134,11 @@ def test_edit_back_into_yellow_waits_again(runner: Runner, home: Path, paused: s
 def test_approval_records_identity_role_and_policy_version(runner: Runner, home: Path,
                                                            paused: str) -> None:
     runner.decide(paused, {"action": "approve", "by": "lead@acme.example", "reason": "ok"})
-    approval = final_state(home, paused)["approval"]
+    approval = final_state(runner, paused)["approval"]
     policy, _ = runner.load_policy(SUPPORT)
     assert policy is not None
     # The planner clears `approval` when it proposes the next step, so read it from history.
-    with open_checkpointer(home / "checkpoints.db") as saver:
+    with runner.checkpointer() as saver:
         graph = build_graph().compile(checkpointer=saver)
         approvals = [s.values["approval"] for s in graph.get_state_history(
             thread_config(paused)) if s.values.get("approval")]  # type: ignore[arg-type]
@@ -160,7 +166,7 @@ def stricter_policy(tmp_path: Path) -> Path:
 def test_policy_changed_while_waiting_gates_again_before_acting(home: Path, tmp_path: Path,
                                                                 runner: Runner,
                                                                 paused: str) -> None:
-    changed = Runner(Home(home), policy_override=stricter_policy(tmp_path))
+    changed = Runner(runner.home, policy_override=stricter_policy(tmp_path))
     try:
         result = changed.decide(paused, {"action": "approve", "by": "lead@acme.example",
                                          "reason": "looks fine"})
@@ -169,7 +175,7 @@ def test_policy_changed_while_waiting_gates_again_before_acting(home: Path, tmp_
     assert result.status == "blocked"
     assert result.reason and result.reason.startswith("gate refund.over_ceiling:")
     assert refunds_of(home, paused) == []
-    state = final_state(home, paused)
+    state = final_state(runner, paused)
     assert state["approval"]["policy_version"] == "2026.12.0"
     assert (state["gate"]["policy_version"], state["gate"]["rule_id"]) == \
         ("2026.12.0", "refund.over_ceiling")
@@ -177,7 +183,7 @@ def test_policy_changed_while_waiting_gates_again_before_acting(home: Path, tmp_
 
 def test_same_policy_version_does_not_regate(runner: Runner, home: Path, paused: str) -> None:
     runner.decide(paused, {"action": "approve", "by": "lead@acme.example"})
-    with open_checkpointer(home / "checkpoints.db") as saver:
+    with runner.checkpointer() as saver:
         graph = build_graph().compile(checkpointer=saver)
         history = list(graph.get_state_history(thread_config(paused)))  # type: ignore[arg-type]
     ran = [t.name for s in reversed(history) for t in s.tasks if t.result is not None]

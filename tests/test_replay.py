@@ -1,13 +1,14 @@
 """Time travel never pays twice: replaying or forking a run from an earlier checkpoint re-runs
 execute, and the ledger answers with the recorded result instead of applying it again.
-Run under the in-memory and the SQLite checkpointer."""
+Run under the in-memory, the SQLite and the PostgreSQL checkpointer (the last with the run
+registry on PostgreSQL too)."""
 
 from __future__ import annotations
 
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,12 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command, StateSnapshot
 
-from checkpoints.saver import DURABILITY, open_checkpointer, thread_config
+from checkpoints.saver import DURABILITY, thread_config
 from graph.context import RunContext
 from graph.factory import build_graph
 from graph.runner import Home, Runner, initial_inputs
 from graph.workflows import get_workflow
+from tests.conftest import CHECKPOINTERS
 
 WORKFLOW = get_workflow("support")
 TICKETS = {t.ticket_id: t for t in WORKFLOW.sample_tickets()}
@@ -28,23 +30,14 @@ REQUESTER = "agent@acme.example"
 APPROVE = {"action": "approve", "by": "lead@acme.example", "reason": "receipt checked"}
 
 
-@contextmanager
-def saver_of(kind: str, home: Path) -> Iterator[BaseCheckpointSaver[Any]]:
-    if kind == "memory":
-        yield InMemorySaver()
-    else:
-        with open_checkpointer(home / "checkpoints.db") as saver:
-            yield saver
-
-
 class Direct:
     """Drives the compiled graph directly, as a replaying operator would, with the same run
     context the runner builds."""
 
-    def __init__(self, home: Path, saver: BaseCheckpointSaver[Any], ticket_id: str) -> None:
-        self.home = home
-        self.runner = Runner(Home(home))
-        self.db = WORKFLOW.open_db(home / "support.db")
+    def __init__(self, home: Home, ticket_id: str) -> None:
+        self.home = home.root
+        self.runner = Runner(home)
+        self.db = WORKFLOW.open_db(home.root / "support.db")
         self.ticket = TICKETS[ticket_id]
         self.run_id = f"run-replay-{ticket_id.lower()}"
         policy, error = self.runner.load_policy(WORKFLOW)
@@ -53,8 +46,10 @@ class Direct:
             run_id=self.run_id, tenant_id=self.ticket.tenant_id, requester=REQUESTER,
             workflow=WORKFLOW, registry=WORKFLOW.tools(), policy=policy, policy_error=error,
             planner=planner, checker=checker, db=self.db, runs=self.runner.runs)
-        self.graph = build_graph().compile(checkpointer=saver)
         self.config = thread_config(self.run_id)
+
+    def compile(self, saver: BaseCheckpointSaver[Any]) -> None:
+        self.graph = build_graph().compile(checkpointer=saver)
 
     def close(self) -> None:
         self.db.close()
@@ -85,16 +80,26 @@ class Direct:
             conn.close()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=CHECKPOINTERS)
 def direct(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[str], Direct]]:
-    runner = Runner(Home(tmp_path))
-    runner.ensure_domain_db(WORKFLOW, reset=True)
-    runner.close()
     with ExitStack() as stack:
+        home = Home(tmp_path)
+        if request.param == "postgres":
+            from tests.pg import pg_schemas
+
+            url, prefix = stack.enter_context(pg_schemas())
+            home = Home(tmp_path, database_url=url, schema_prefix=prefix)
+            with closing(home.open_backend()) as backend:
+                backend.upgrade()
+        runner = Runner(home)
+        runner.ensure_domain_db(WORKFLOW, reset=True)
+        runner.close()
+
         def make(ticket_id: str) -> Direct:
-            saver = stack.enter_context(saver_of(request.param, tmp_path))
-            run = Direct(tmp_path, saver, ticket_id)
+            run = Direct(home, ticket_id)
             stack.callback(run.close)
+            run.compile(InMemorySaver() if request.param == "memory"
+                        else stack.enter_context(run.runner.checkpointer()))
             return run
 
         yield make
