@@ -81,8 +81,9 @@ class _Dialect:
 
 DIALECTS = {
     "sqlite": _Dialect("writes", ("VACUUM", "PRAGMA wal_checkpoint(TRUNCATE)"), _file_bytes),
-    # Plain VACUUM makes the space reusable without VACUUM FULL's exclusive lock; the files
-    # themselves shrink only when their tail is free.
+    # Plain VACUUM makes the space reusable by new checkpoints without VACUUM FULL's exclusive
+    # lock (which would stop every run while it rewrites the tables); the files themselves
+    # shrink only when their tail is free.
     "postgres": _Dialect("checkpoint_writes", ("VACUUM checkpoints", "VACUUM checkpoint_writes",
                                                "VACUUM checkpoint_blobs"), _table_bytes),
 }

@@ -31,9 +31,11 @@ def describe(result: PruneResult, older_than: str, where: str) -> str:
                 f"({result.checkpoints} checkpoints, {result.writes} writes); nothing deleted")
     if not runs:
         return f"nothing to prune: no finished run older than {older_than} has checkpoints"
+    space = f"{_size(result.bytes_before)} -> {_size(result.bytes_after)}" \
+        if result.bytes_after < result.bytes_before else \
+        f"{_size(result.bytes_after)}, the freed space kept for new checkpoints"
     return (f"pruned {runs} finished run(s) older than {older_than}: {result.checkpoints} "
-            f"checkpoints, {result.writes} writes; {where} {_size(result.bytes_before)}"
-            f" -> {_size(result.bytes_after)}")
+            f"checkpoints, {result.writes} writes; {where} {space}")
 
 
 def register(app: typer.Typer, home: Callable[[], Home]) -> None:
