@@ -23,6 +23,7 @@ then random multi-kill plans (a crash during the recovery of a crash) until N ki
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import multiprocessing
 import os
 import random
@@ -31,6 +32,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
@@ -41,7 +43,7 @@ from typing import Any, Literal
 from checkpoints.backend import SqliteBackend
 from checkpoints.external import api_refunds, payments_service
 from checkpoints.faults import CrashFaults, point_kind
-from checkpoints.runs import RunStore
+from checkpoints.runs import RunRecord, RunStore
 from graph.runner import Home, Runner
 
 REQUESTER = "agent-ops@acme.example"
@@ -100,6 +102,10 @@ class Template:
     outcome: str
     rows: dict[str, int]
     """Rows per mutation table the run wrote."""
+    database_url: str | None = None
+    """Set to run each plan with its run registry and checkpoints on PostgreSQL, in schemas
+    of its own under `schema_prefix` (the domain data stays in the copied directory)."""
+    schema_prefix: str = ""
 
 
 @dataclass(frozen=True)
@@ -212,27 +218,57 @@ def mutation_rows(home: Home | Path, run_id: str) -> dict[str, int]:
     return rows
 
 
-def only_run_id(home: Path) -> str | None:
-    store = RunStore.open(SqliteBackend(home))
+def only_run_id(home: Home | Path) -> str | None:
+    backend = as_home(home).open_backend()
     try:
-        ids = [r.run_id for r in store.list(limit=2)]
+        store = RunStore.open(backend)
+        try:
+            ids = [r.run_id for r in store.list(limit=2)]
+        finally:
+            store.close()
     finally:
-        store.close()
+        backend.close()
     if len(ids) > 1:
         raise RuntimeError(f"{home} holds {len(ids)} runs; a template holds one")
     return ids[0] if ids else None
+
+
+def plan_home(template: Template, root: Path) -> Home:
+    """The data directory `root` (a copy of the template's); on PostgreSQL with a registry and
+    checkpoints of its own, upgraded, and for a "decide" scenario the waiting run started."""
+    if template.database_url is None:
+        return Home(root)
+    home = Home(root, database_url=template.database_url,
+                schema_prefix=f"{template.schema_prefix}{uuid.uuid4().hex[:8]}_")
+    backend = home.open_backend()
+    try:
+        backend.upgrade()
+    finally:
+        backend.close()
+    return home
+
+
+def _start_waiting(home: Home, scenario: Scenario) -> str:
+    status = run_action(home, scenario, "start", None)
+    run_id = only_run_id(home)
+    if status != "waiting_approval" or run_id is None:
+        raise RuntimeError(f"scenario {scenario.name}: the run did not wait ({status})")
+    return run_id
 
 
 def execute_plan(template: Template, plan: KillPlan, workdir: Path) -> PlanReport:
     """Copy the template, run the plan's actions with their kills, recover, and check."""
     report = PlanReport(plan)
     scenario = template.scenario
-    home = Path(tempfile.mkdtemp(prefix=f"{scenario.name}-", dir=workdir))
-    shutil.rmtree(home)
-    shutil.copytree(template.home, home)
+    root = Path(tempfile.mkdtemp(prefix=f"{scenario.name}-", dir=workdir))
+    shutil.rmtree(root)
+    shutil.copytree(template.home, root)
     try:
+        home = plan_home(template, root)
         action: Action = scenario.kill_in
         run_id = template.run_id
+        if template.database_url is not None and run_id is not None:
+            run_id = _start_waiting(home, scenario)
         in_flight = saved_before_kill = False  # a decision sent by a process that died
         for attempt in range(MAX_ACTIONS):
             kill_at = plan.kills[attempt] if attempt < len(plan.kills) else None
@@ -250,11 +286,7 @@ def execute_plan(template: Template, plan: KillPlan, workdir: Path) -> PlanRepor
             if run_id is None:  # died before the run was registered: start it again
                 action = "start"
                 continue
-            store = RunStore.open(SqliteBackend(home))
-            try:
-                record = store.get(run_id)
-            finally:
-                store.close()
+            record = run_record(home, run_id)
             if record.terminal:
                 report.terminal, report.outcome = True, record.status
                 break
@@ -282,14 +314,28 @@ def execute_plan(template: Template, plan: KillPlan, workdir: Path) -> PlanRepor
             report.errors.append(f"ended {report.outcome}, a run without faults ends "
                                  f"{template.outcome}")
     finally:
-        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
     return report
+
+
+def run_record(home: Home, run_id: str) -> RunRecord:
+    backend = home.open_backend()
+    try:
+        store = RunStore.open(backend)
+        try:
+            return store.get(run_id)
+        finally:
+            store.close()
+    finally:
+        backend.close()
 
 
 # Templates and references --------------------------------------------------------------------
 
-def prepare_templates(workdir: Path, names: Iterable[str]) -> dict[str, Template]:
-    """Build each scenario's template data directory and measure its fault-free reference."""
+def prepare_templates(workdir: Path, names: Iterable[str], *, database_url: str | None = None,
+                      schema_prefix: str = "") -> dict[str, Template]:
+    """Build each scenario's template data directory and measure its fault-free reference;
+    with `database_url`, each plan's registry and checkpoints go to PostgreSQL."""
     from graph.workflows import get_workflow
 
     base = workdir / "base"
@@ -310,15 +356,19 @@ def prepare_templates(workdir: Path, names: Iterable[str]) -> dict[str, Template
             run_id = only_run_id(home)
         reference = workdir / f"reference-{name}"
         shutil.copytree(home, reference)
+        draft = Template(scenario=scenario, home=home, run_id=run_id, points=(), outcome="",
+                         rows={}, database_url=database_url, schema_prefix=schema_prefix)
+        ref_home = plan_home(draft, reference)
+        ref_run = run_id if database_url is None or run_id is None else \
+            _start_waiting(ref_home, scenario)
         counter = CrashFaults()
-        status = run_action(reference, scenario, scenario.kill_in, run_id, faults=counter)
-        ref_id = run_id or only_run_id(reference)
+        status = run_action(ref_home, scenario, scenario.kill_in, ref_run, faults=counter)
+        ref_id = ref_run or only_run_id(ref_home)
         assert ref_id is not None
         if status == "waiting_approval" and scenario.decision is not None:
-            status = run_action(reference, scenario, "decide", ref_id)
-        templates[name] = Template(scenario=scenario, home=home, run_id=run_id,
-                                   points=tuple(counter.labels), outcome=status,
-                                   rows=mutation_rows(reference, ref_id))
+            status = run_action(ref_home, scenario, "decide", ref_id)
+        templates[name] = dataclasses.replace(draft, points=tuple(counter.labels),
+                                              outcome=status, rows=mutation_rows(ref_home, ref_id))
         shutil.rmtree(reference)
     return templates
 

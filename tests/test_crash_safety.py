@@ -1,7 +1,8 @@
 """Exactly-once under hard kills: SIGKILL the sample workflow at every kill point of four
 scenarios (before/after each commit, before/after each checkpoint and task-writes save, while
 an approval or an edit is applied), recover, and count duplicates, lost approvals and runs
-that never end."""
+that never end. On PostgreSQL (registry and PostgresSaver checkpoints there), the points around
+each commit and each decision, and a second process taking over once the lease expired."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from checkpoints.faults import RESUME_MARK, CrashFaults
+from checkpoints.faults import RESUME_MARK, CrashFaults, point_kind
 from checkpoints.soak import (
     KillPlan,
     Template,
@@ -25,12 +26,18 @@ from checkpoints.soak import (
     forked_action,
     format_summary,
     mutation_rows,
+    plan_home,
     prepare_templates,
     run_plans,
     scratch_root,
     single_kill_plans,
     summarize,
 )
+from graph.errors import RunBusy, RunNotFound
+from graph.runner import Home, Runner
+from tests.conftest import run_store
+from tests.pg import drop_schemas, new_prefix
+from tests.pg import test_database_url as database_url
 from tools.ledger import commit_once, ensure_ledger
 from tools.support.models import AddTicketNoteOutput
 
@@ -167,3 +174,107 @@ def test_crash_faults_only_record_without_a_kill_point() -> None:
     faults.after_commit("run-1", 3, "create_refund_request")
     assert faults.labels == ["before_commit:create_refund_request",
                              "after_commit:create_refund_request"]
+
+
+# PostgreSQL -----------------------------------------------------------------------------------
+
+PG_SCENARIOS = ("refund", "approve")
+NEAR = 2
+"""Kill points within this many of a commit are killed on PostgreSQL (and every point while a
+decision is saved); the SQLite run above kills every point."""
+
+
+@pytest.fixture(scope="module")
+def pg_templates(workdir: Path) -> Iterator[dict[str, Template]]:
+    url = database_url()
+    prefix = new_prefix()
+    (workdir / "pg").mkdir()
+    try:
+        yield prepare_templates(workdir / "pg", PG_SCENARIOS, database_url=url,
+                                schema_prefix=prefix)
+    finally:
+        drop_schemas(url, prefix)
+
+
+def plans_near_commits(templates: dict[str, Template]) -> list[KillPlan]:
+    """A plan per kill point within NEAR of a commit, or carrying a human decision."""
+    plans = []
+    for name, template in templates.items():
+        commits = [i for i, label in enumerate(template.points)
+                   if point_kind(label) in ("before_commit", "after_commit")]
+        for i, label in enumerate(template.points):
+            if label.endswith(RESUME_MARK) or any(abs(i - c) <= NEAR for c in commits):
+                plans.append(KillPlan(name, (i + 1,)))
+    return plans
+
+
+def test_kill_points_on_postgres_recover_exactly_once(pg_templates: dict[str, Template],
+                                                      workdir: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    started = time.perf_counter()
+    plans = plans_near_commits(pg_templates)
+    reports = run_plans(pg_templates, plans, workdir, workers=min(2, os.cpu_count() or 1))
+    summary = summarize(reports)
+    with capsys.disabled():
+        print("\nPostgreSQL: " + format_summary(summary, time.perf_counter() - started))
+
+    assert pg_templates["refund"].rows == {"refunds": 1, "ticket_notes": 1, "escalations": 0,
+                                           "mutation_ledger": 2}
+    assert summary.failures == []
+    assert summary.kills == len(plans) == summary.plans >= 20
+    assert summary.duplicates == 0 and summary.missing == 0 and summary.lost_approvals == 0
+    assert summary.terminal == summary.plans
+    labels = {label for r in reports for label in r.killed_at}
+    for kind in ("before_commit", "after_commit", "before_checkpoint", "after_checkpoint",
+                 "before_writes", "after_writes"):
+        assert any(label.startswith(kind + ":") for label in labels), kind
+    assert any(label.endswith(RESUME_MARK) for label in labels)
+
+
+def test_a_second_process_resumes_on_postgres_once_the_lease_expired(
+        pg_templates: dict[str, Template], workdir: Path) -> None:
+    """A process driving a run on PostgreSQL is SIGKILLed at the checkpoint just after its
+    refund committed. Its lease, as if it had run on another machine, keeps a second process
+    out until it expires; then `signoff resume`, a new process, finishes with one refund."""
+    template = pg_templates["refund"]
+    root = workdir / "pg-expired"
+    shutil.copytree(template.home, root)
+    home = plan_home(template, root)
+    refund = template.points.index("after_commit:create_refund_request")
+    kill_at = next(i for i, label in enumerate(template.points)
+                   if i > refund and label.startswith("after_checkpoint:")) + 1
+    result, label, _ = forked_action(home, template.scenario, "start", None, kill_at)
+    assert (result, label.split(":")[0]) == ("killed", "after_checkpoint")
+    with run_store(home) as store:
+        [run] = store.list()
+        assert run.status == "running" and run.lease_owner
+        # The holder on another host: its pid cannot be checked, only its lease's expiry.
+        store.conn.execute("UPDATE runs SET lease_owner = 'worker-2:4242:cafe0000',"
+                           " lease_expires = ? WHERE run_id = ?", (time.time() + 60, run.run_id))
+    assert mutation_rows(home, run.run_id)["refunds"] == 1  # committed before the kill
+
+    second = Runner(home)
+    try:
+        with pytest.raises(RunBusy, match=rf"^run {run.run_id} is busy: another process "
+                                          r"\(worker-2:4242:cafe0000\) holds it \(lease "
+                                          r"expires in [56]\ds\)$"):
+            second.resume(run.run_id)
+    finally:
+        second.close()
+
+    signoff = [str(Path(sys.executable).with_name("signoff")), "resume", run.run_id]
+    env = {**os.environ, "SIGNOFF_HOME": str(root), "SIGNOFF_DATABASE_URL": str(
+        home.database_url), "SIGNOFF_DB_SCHEMA_PREFIX": home.schema_prefix}
+    with run_store(home) as store:  # the lease lapses
+        store.conn.execute("UPDATE runs SET lease_expires = ? WHERE run_id = ?",
+                           (time.time() - 1, run.run_id))
+    done = subprocess.run(signoff, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"run {run.run_id}: resolved (2 mutation(s))" in done.stdout
+    assert mutation_rows(home, run.run_id) == template.rows  # one refund, one note
+    with run_store(home) as store:
+        final = store.get(run.run_id)
+    assert final.status == "resolved" and final.lease_owner is None
+    with run_store(Home(root)) as local:  # the data directory's SQLite files never saw it
+        with pytest.raises(RunNotFound):
+            local.get(run.run_id)
