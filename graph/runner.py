@@ -72,10 +72,12 @@ class Home:
 
     @property
     def runs_db(self) -> Path:
+        """control.db, where the SQLite backend keeps the run registry (unused on Postgres)."""
         return self.root / "control.db"
 
     @property
     def checkpoints_db(self) -> Path:
+        """checkpoints.db, the SQLite backend's checkpoints (unused on Postgres)."""
         return self.root / "checkpoints.db"
 
     def domain_db(self, workflow: Workflow) -> Path:
