@@ -67,6 +67,7 @@ def fix_costs(work: Path, *, repeats: int = 30) -> list[dict[str, Any]]:
     """Side by side, the per-run cost of what the runner did before each fix and after it."""
     import statistics
 
+    from checkpoints.backend import SqliteBackend
     from checkpoints.runs import RunStore
     from checkpoints.saver import open_checkpointer
     from graph.factory import build_graph
@@ -99,7 +100,7 @@ def fix_costs(work: Path, *, repeats: int = 30) -> list[dict[str, Any]]:
     rows.append({"fix": "parse the policy file only when its bytes changed",
                  "before_ms": before * 1000, "after_ms": after * 1000,
                  "per": "load (2-3 per drive)"})
-    store = RunStore(work / "control.db")
+    store = RunStore.open(SqliteBackend(work))
     store.create(run_id="bench-lease", workflow="support", workflow_version="1",
                  tenant_id="acme", ticket_id=None, customer_id=None, requester="x",
                  policy_version=None, inputs={}, lease_owner="me", lease_ttl=120)

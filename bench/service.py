@@ -26,6 +26,7 @@ from fastapi.testclient import TestClient
 
 from bench.common import OUT, fmt_ms, percentile, table
 from checkpoints.accounts import AccountStore
+from checkpoints.backend import SqliteBackend
 from graph.observe import price_fn, recorder_factory
 from graph.runner import Home, Runner
 from graph.workflows import get_workflow
@@ -61,7 +62,7 @@ def measure(pending: int, decisions: int, lists: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as scratch:
         home = Home(Path(scratch))
         _runner(home).close()
-        accounts = AccountStore(home.runs_db)
+        accounts = AccountStore.open(SqliteBackend(home.root))
         accounts.add_user("agent@acme.example", role="agent", tenant_id="acme")
         accounts.add_user("lead@acme.example", role="support_lead", tenant_id="acme")
         agent = {"Authorization": f"Bearer {accounts.create_token('agent@acme.example')[1]}"}

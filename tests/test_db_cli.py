@@ -146,3 +146,19 @@ def test_a_control_db_from_before_versions_opens_and_is_stamped(home: Path) -> N
         backend.close()
     assert signoff("db", "status").stdout.startswith("control v1 current")
     assert "run-0ld0000001" in signoff("runs").stdout
+
+
+def test_a_server_error_mid_command_is_3_in_one_line(home: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import psycopg
+
+    with pg_schemas() as (url, prefix):
+        monkeypatch.setenv("SIGNOFF_DATABASE_URL", url)
+        monkeypatch.setenv("SIGNOFF_DB_SCHEMA_PREFIX", prefix)
+        assert signoff("db", "upgrade").exit_code == 0
+        with psycopg.connect(url, autocommit=True) as conn:  # a table gone behind its back
+            conn.execute(f'DROP TABLE "{prefix}control".runs')
+        result = signoff("runs")
+        assert result.exit_code == 3, result.output
+        assert one_error_line(result) == ('error: database error: relation "runs" does not '
+                                          'exist (SIGNOFF_DATABASE_URL)')
