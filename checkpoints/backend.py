@@ -220,20 +220,7 @@ class SqliteBackend:
         return applied
 
     def status(self) -> list[StoreStatus]:
-        found = []
-        for name in sorted(load_schemas()):
-            conn = self.open_existing(name)
-            try:
-                have = _version_of(conn, name) if conn is not None else 0
-            except sqlite3.DatabaseError as exc:
-                raise StoreUnavailable(f"{self.path(name)} is not a usable signoff {name} "
-                                       f"database: {exc}") from None
-            finally:
-                if conn is not None:
-                    conn.close()
-            found.append(StoreStatus(name, have, SCHEMAS[name].version("sqlite"),
-                                     self.where(name)))
-        return found
+        return _schema_statuses(self)
 
     def open_existing(self, store: str) -> Connection | None:
         path = self.path(store)
@@ -382,16 +369,7 @@ class PostgresBackend:
     def status(self) -> list[StoreStatus]:
         from langgraph.checkpoint.postgres import PostgresSaver
 
-        found = []
-        for name in sorted(load_schemas()):
-            conn = self.open_existing(name)
-            try:
-                have = _version_of(conn, name) if conn is not None else 0
-            finally:
-                if conn is not None:
-                    conn.close()
-            found.append(StoreStatus(name, have, SCHEMAS[name].version("postgres"),
-                                     self.where(name)))
+        found = _schema_statuses(self)
         with self._raw("checkpoints") as raw:
             have = _saver_version(raw)
         found.append(StoreStatus("checkpoints", have, len(PostgresSaver.MIGRATIONS),
@@ -417,6 +395,24 @@ class PostgresBackend:
             if self._pool is not None:
                 self._pool.close()
                 self._pool = None
+
+
+def _schema_statuses(backend: Backend) -> list[StoreStatus]:
+    """Where each registered store's schema stands on `backend`, read without writing."""
+    found = []
+    for name in sorted(load_schemas()):
+        conn = backend.open_existing(name)
+        try:
+            have = _version_of(conn, name) if conn is not None else 0
+        except sqlite3.DatabaseError as exc:
+            raise StoreUnavailable(f"{backend.where(name)} is not a usable signoff {name} "
+                                   f"database: {exc}") from None
+        finally:
+            if conn is not None:
+                conn.close()
+        found.append(StoreStatus(name, have, SCHEMAS[name].version(backend.dialect),
+                                 backend.where(name)))
+    return found
 
 
 def _version_of(conn: Connection, store: str) -> int:

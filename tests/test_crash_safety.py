@@ -21,6 +21,8 @@ import pytest
 from checkpoints.faults import RESUME_MARK, CrashFaults, point_kind
 from checkpoints.soak import (
     KillPlan,
+    PlanReport,
+    Summary,
     Template,
     execute_plan,
     forked_action,
@@ -63,14 +65,22 @@ def test_references_match_the_sample_tickets(templates: dict[str, Template]) -> 
                                         "mutation_ledger": 2}
 
 
-def test_every_kill_point_recovers_exactly_once(templates: dict[str, Template], workdir: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def run_and_summarize(templates: dict[str, Template], plans: list[KillPlan], workdir: Path,
+                      capsys: pytest.CaptureFixture[str], backend: str
+                      ) -> tuple[list[PlanReport], Summary]:
+    """Run the plans on two workers and print their summary (the figures docs/ quote)."""
     started = time.perf_counter()
-    plans = single_kill_plans(templates)
     reports = run_plans(templates, plans, workdir, workers=min(2, os.cpu_count() or 1))
     summary = summarize(reports)
     with capsys.disabled():
-        print("\n" + format_summary(summary, time.perf_counter() - started))
+        print(f"\n{backend}: " + format_summary(summary, time.perf_counter() - started))
+    return reports, summary
+
+
+def test_every_kill_point_recovers_exactly_once(templates: dict[str, Template], workdir: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    plans = single_kill_plans(templates)
+    reports, summary = run_and_summarize(templates, plans, workdir, capsys, "SQLite")
 
     assert summary.failures == []
     assert summary.kills >= 200
@@ -211,12 +221,8 @@ def plans_near_commits(templates: dict[str, Template]) -> list[KillPlan]:
 def test_kill_points_on_postgres_recover_exactly_once(pg_templates: dict[str, Template],
                                                       workdir: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    started = time.perf_counter()
     plans = plans_near_commits(pg_templates)
-    reports = run_plans(pg_templates, plans, workdir, workers=min(2, os.cpu_count() or 1))
-    summary = summarize(reports)
-    with capsys.disabled():
-        print("\nPostgreSQL: " + format_summary(summary, time.perf_counter() - started))
+    reports, summary = run_and_summarize(pg_templates, plans, workdir, capsys, "PostgreSQL")
 
     assert pg_templates["refund"].rows == {"refunds": 1, "ticket_notes": 1, "escalations": 0,
                                            "mutation_ledger": 2}
