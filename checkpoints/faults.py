@@ -81,11 +81,11 @@ class HookedSaver(_Hooks, CompactSqliteSaver):
 
 
 def hooked_postgres_saver(conn: Any, *, hook: Callable[[str], None]) -> BaseCheckpointSaver[Any]:
-    """The runner's PostgreSQL saver (LangGraph's PostgresSaver on `conn`, a psycopg
-    connection) with its saves as kill points; PostgreSQL loads only when used."""
-    from langgraph.checkpoint.postgres import PostgresSaver
+    """The runner's PostgreSQL saver (checkpoints.backend.compact_postgres_saver, on `conn`,
+    a psycopg connection) with its saves as kill points; PostgreSQL loads only when used."""
+    from checkpoints.backend import compact_postgres_saver
 
-    class HookedPostgresSaver(_Hooks, PostgresSaver):
+    class HookedPostgresSaver(_Hooks, compact_postgres_saver()):  # type: ignore[misc]
         def __init__(self, conn: Any) -> None:
             super().__init__(conn)
             self._hook = hook
