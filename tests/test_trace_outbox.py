@@ -196,15 +196,18 @@ def test_resume_refuses_a_checkpoint_with_an_unreadable_event(
 
 
 def damage_pages(path: Path) -> None:
-    """Overwrite every page after the schema's with garbage: the file still opens, and the
-    next write into its tables fails with "database disk image is malformed"."""
+    """Overwrite every page after the schema's and the schema version's with garbage: the
+    file still opens, and the next write into its tables fails with "database disk image
+    is malformed"."""
     with sqlite3.connect(path) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        kept = conn.execute("SELECT max(rootpage) FROM sqlite_master"
+                            " WHERE tbl_name = 'signoff_schema'").fetchone()[0] or 1
     for suffix in ("-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     data = bytearray(path.read_bytes())
     page = int.from_bytes(data[16:18], "big")
-    data[2 * page:] = b"\x5a" * (len(data) - 2 * page)
+    data[kept * page:] = b"\x5a" * (len(data) - kept * page)
     path.write_bytes(bytes(data))
 
 
