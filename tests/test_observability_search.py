@@ -131,3 +131,29 @@ def test_missing_or_corrupt_trace_store_is_a_store_error(tmp_path: Path) -> None
     (tmp_path / "traces.db").write_bytes(b"garbage" * 1000)
     with pytest.raises(StoreError, match="cannot read"):
         search_traces(tmp_path)
+
+
+def test_a_trace_store_made_before_schemas_were_versioned_opens_as_it_is(tmp_path: Path) -> None:
+    # The store as earlier releases made it: sqlite-utils' DDL, FTS5 with its triggers, one
+    # run in it, and no signoff_schema table.
+    import sqlite_utils
+
+    from observability.schema import FTS_COLUMNS, INDEXES, TABLES
+
+    db = sqlite_utils.Database(tmp_path / "traces.db")
+    kinds = {"TEXT": str, "REAL": float, "INTEGER": int}
+    for table, columns in TABLES.items():
+        db.table(table).create({name: kinds[kind] for name, kind in columns},
+                               pk="run_id" if table == "runs" else ("run_id", "event_key"))
+    for table, column in INDEXES:
+        db.table(table).create_index([column])
+    for table, columns in FTS_COLUMNS.items():
+        db.table(table).enable_fts(columns, create_triggers=True)
+    db.table("runs").insert({"run_id": "before", "workflow": "support", "started_at": T0,
+                             "inputs": '{"message":"kettle arrived broken"}'})
+    db.close()
+
+    with Recorder(tmp_path, clock=FakeClock(now=T0 + DAY)) as recorder:
+        record_run(recorder, "after", inputs={"message": "kettle still broken"})
+    assert ids(search_traces(tmp_path, text="kettle broken")) == ["after", "before"]
+    assert verify_audit(tmp_path).ok
