@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the evals library (and the graph) load when a command runs,
     from evals.gate import Thresholds
     from evals.harness import CaseResult
     from evals.metrics import Comparison
+    from graph.runner import Home
 
 SET_CHOICES = ("regression", "redteam", "all")
 THRESHOLDS_FILE = Path(__file__).resolve().parent.parent / "evals" / "thresholds.toml"
@@ -132,8 +133,8 @@ def threshold_failures(report: dict[str, Any], t: Thresholds) -> list[str]:
     return problems
 
 
-def register(app: typer.Typer, home: Callable[[], Path]) -> None:
-    """Add `eval` and `gate` to `app`; `home` returns the data directory (reports go to
+def register(app: typer.Typer, home: Callable[[], Home]) -> None:
+    """Add `eval` and `gate` to `app`; `home` returns the Home (reports go to
     HOME/evals unless --out or --reports says otherwise)."""
 
     @app.command("eval")
@@ -248,7 +249,7 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
         if shadow:
             report["shadow"] = shadow_summary(rows)
         try:
-            paths = write_report(report, out or home() / "evals")
+            paths = write_report(report, out or home().root / "evals")
         except OSError as exc:
             _fail(f"cannot write the report: {exc}")
         print_summary(console, report, [r for r in rows if not r["passed"]], paths)
@@ -284,7 +285,7 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
         except SignoffError as exc:
             _fail(str(exc))
         with console.status("checking") as status:
-            items = run_gate(wf, policy_path=policy, reports=reports or home() / "evals",
+            items = run_gate(wf, policy_path=policy, reports=reports or home().root / "evals",
                              home=home(), thresholds=thresholds,
                              progress=lambda area: status.update(f"checking {area}"))
         table = Table(title=f"release gate: {wf.name} {wf.version}")

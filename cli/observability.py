@@ -10,7 +10,7 @@ from collections.abc import Callable
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -20,6 +20,9 @@ from checkpoints.control_schema import STORE
 from checkpoints.runs import RunStore, audit_head_written
 from cli.errors import BadUsage, read_only
 from graph.errors import SignoffError
+
+if TYPE_CHECKING:
+    from graph.runner import Home
 
 # The observability package loads when one of its commands runs, so `signoff --help` stays
 # fast; its names are imported inside each command.
@@ -65,10 +68,11 @@ def _note_audit_head(head: tuple[int, str]) -> None:
             store.note_audit_head(*head)
 
 
-def register(app: typer.Typer, home: Callable[[], Path]) -> None:
+def register(app: typer.Typer, home: Callable[[], Home]) -> None:
     """Add `traces`, `report`, `audit verify`, `audit head` and `traces-purge` to `app`.
 
-    `home` returns the data directory holding traces.db and audit.db; it is called per command.
+    `home` returns the Home whose backend holds the trace store and the audit log (SQLite
+    files in the data directory, or PostgreSQL); it is called per command.
     """
 
     @app.command("traces")
@@ -175,27 +179,28 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
 
         Example: signoff audit verify --head "$(tail -n 1 /mnt/elsewhere/audit-heads)"
         """
-        from observability.audit import Head, verify_audit
-        from observability.db import AUDIT_FILE
+        from observability.audit import Head, missing_audit_file, verify_audit
 
         try:
             pinned = Head.parse(head) if head is not None else None
         except ValueError as exc:
             _bad_usage(str(exc))
+        data = home()
         kept = _audit_head_kept()
         registry = Head(*kept) if kept is not None and pinned is None else None
-        if registry is not None and not (home() / AUDIT_FILE).is_file():
-            typer.echo(f"audit log tampered: {home() / AUDIT_FILE} is missing, but the run "
+        missing = missing_audit_file(data) if registry is not None else None
+        if registry is not None and missing is not None:
+            typer.echo(f"audit log tampered: {missing} is missing, but the run "
                        f"registry saw {registry.seq} entries written (head {registry})")
             raise typer.Exit(1)
         try:
-            result = verify_audit(home(), pinned or registry)
+            result = verify_audit(data, pinned or registry)
         except ValueError:
             if registry is None:
                 raise
             # The registry's head was purged since (traces-purge); the chain and its anchor
             # still show whether what remains is intact.
-            registry, result = None, verify_audit(home())
+            registry, result = None, verify_audit(data)
         if not result.ok:
             typer.echo(f"audit log tampered: entry {result.first_bad_seq}: {result.reason}")
             raise typer.Exit(1)
@@ -237,10 +242,11 @@ def register(app: typer.Typer, home: Callable[[], Path]) -> None:
         from observability.audit import audit_head
         from observability.retention import purge
 
-        result = purge(home(), older_than_days, audit=not keep_audit)
+        data = home()
+        result = purge(data, older_than_days, audit=not keep_audit)
         if not keep_audit:
             # The purge logged an entry: the registry keeps the new head, as writers do.
-            _note_audit_head(audit_head(home()))
+            _note_audit_head(audit_head(data))
         summary: dict[str, Any] = dataclasses.asdict(result)
         typer.echo(
             f"purged {summary['runs_deleted']} run(s), {summary['events_deleted']} event(s), "

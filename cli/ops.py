@@ -19,9 +19,9 @@ from graph.errors import SignoffError
 
 policy_app = GuardedTyper(no_args_is_help=True, help="Check and explain policies.")
 app.add_typer(policy_app, name="policy")
-register_observability(app, lambda: home().root)
+register_observability(app, home)
 register_checkpoints(app, home)
-register_evals(app, lambda: home().root)
+register_evals(app, home)
 
 
 def _scope(workflow: str | None, all_workflows: bool) -> str:

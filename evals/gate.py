@@ -89,7 +89,8 @@ def retention_days(env: Mapping[str, str]) -> float:
 
 # Observability ---------------------------------------------------------------------------
 
-def check_observability(env: Mapping[str, str], workflow: Workflow, home: Path) -> list[Item]:
+def check_observability(env: Mapping[str, str], workflow: Workflow,
+                        home: Home | Path) -> list[Item]:
     items = []
     traces = env.get("SIGNOFF_TRACES", "on").lower() not in {"off", "0", "false"}
     items.append(Item("observability", "traces on", traces,
@@ -325,7 +326,7 @@ def check_economics(env: Mapping[str, str], policy: Policy, workflow: Workflow) 
     return items
 
 
-def run_gate(workflow: Workflow, *, policy_path: Path | None, reports: Path, home: Path,
+def run_gate(workflow: Workflow, *, policy_path: Path | None, reports: Path, home: Home | Path,
              thresholds: Thresholds, env: Mapping[str, str] | None = None,
              progress: Callable[[str], None] | None = None) -> list[Item]:
     """Every checklist item, in order."""

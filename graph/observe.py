@@ -32,9 +32,11 @@ def recorder_factory() -> Callable[..., Recorder] | None:
     prices = price_table()
 
     def factory(home: object, workflow: Workflow) -> Recorder:
-        root = getattr(home, "root", home)
+        # A Home names its backend (SQLite or PostgreSQL); a bare path is a SQLite directory.
+        source = home if hasattr(home, "open_backend") else Path(str(home))
         try:
-            return Recorder(Path(str(root)), prices=prices, pii_fields=workflow.pii_fields)
+            return Recorder(source, prices=prices,  # type: ignore[arg-type]
+                            pii_fields=workflow.pii_fields)
         except (StoreError, sqlite3.DatabaseError) as exc:
             raise DamagedData(f"cannot open the trace store: {exc}") from None
 

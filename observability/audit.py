@@ -1,15 +1,16 @@
-"""Tamper-evident audit log: an append-only, SHA-256 hash-chained table in audit.db."""
+"""Tamper-evident audit log: an append-only, SHA-256 hash-chained table (audit.db on SQLite,
+the audit schema on PostgreSQL)."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from checkpoints.backend import Schema, SqliteBackend, register_schema
 from observability.chain import (
     GENESIS_HASH,
     Anchor,
@@ -20,7 +21,15 @@ from observability.chain import (
     text_entry_hash,
     verify_chain,
 )
-from observability.db import AUDIT_FILE, StoreError, canonical_json, checkpoint_and_close, connect
+from observability.db import (
+    AUDIT,
+    Store,
+    StoreSource,
+    backend_of,
+    canonical_json,
+    open_store,
+    store_errors,
+)
 
 __all__ = ["GENESIS_HASH", "AuditEntry", "AuditLog", "AuditVerification", "Head", "audit_head",
            "entry_hash", "verify_audit"]
@@ -29,7 +38,7 @@ _INSERT = (
     "INSERT INTO audit (seq, prev_hash, entry_hash, kind, run_id, payload, at, dedupe_key)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_SCHEMA = """
+_SQLITE_V1 = """
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,
     prev_hash TEXT NOT NULL,
@@ -46,6 +55,34 @@ CREATE TABLE IF NOT EXISTS audit_anchor (
     purged_at REAL NOT NULL
 );
 """
+_POSTGRES_V1 = """
+CREATE TABLE IF NOT EXISTS audit (
+    seq BIGINT PRIMARY KEY,
+    prev_hash TEXT NOT NULL,
+    entry_hash TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    run_id TEXT,
+    payload TEXT NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    dedupe_key TEXT UNIQUE
+);
+CREATE TABLE IF NOT EXISTS audit_anchor (
+    through_seq BIGINT PRIMARY KEY,
+    through_hash TEXT NOT NULL,
+    purged_at DOUBLE PRECISION NOT NULL
+);
+"""
+AUDIT_SCHEMA = register_schema(Schema(AUDIT, {"sqlite": [_SQLITE_V1],
+                                              "postgres": [_POSTGRES_V1]}))
+
+_WRITE_LOCK = {
+    # BEGIN IMMEDIATE already holds SQLite's one write lock.
+    "sqlite": None,
+    # Appenders in many processes take turns for the length of their transaction, so each
+    # reads the head the last one committed; keyed by schema, so logs never wait on another.
+    "postgres": "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.audit'))",
+}
+"""Taken first in every write transaction, before the head is read."""
 
 
 class AuditEntry(NamedTuple):
@@ -63,26 +100,23 @@ class AuditEntry(NamedTuple):
 class AuditLog:
     """Appends entries under a write lock so seq and prev_hash stay consistent."""
 
-    def __init__(self, home: Path, *, clock: Callable[[], float], create: bool = True) -> None:
-        self._conn = connect(Path(home) / AUDIT_FILE, create=create)
+    def __init__(self, source: StoreSource, *, clock: Callable[[], float],
+                 create: bool = True) -> None:
+        self._owned = ExitStack()
+        backend = self._owned.enter_context(backend_of(source))
+        try:
+            self._store: Store = open_store(backend, AUDIT, create=create)
+        except BaseException:
+            self._owned.close()
+            raise
+        self._conn: Any = self._store.conn
         self._clock = clock
         self._lock = threading.Lock()
-        try:
-            if (
-                not create
-                and self._conn.execute(
-                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit'"
-                ).fetchone()
-                is None
-            ):
-                raise StoreError(f"{Path(home) / AUDIT_FILE} is not a signoff audit log")
-            self._conn.executescript(_SCHEMA)
-        except StoreError:
-            self._conn.close()
-            raise
-        except sqlite3.DatabaseError as exc:
-            self._conn.close()
-            raise StoreError(f"cannot read {Path(home) / AUDIT_FILE}: {exc}") from exc
+
+    @property
+    def where(self) -> str:
+        """The file or database holding the log, for messages."""
+        return self._store.where
 
     def append(
         self,
@@ -107,16 +141,14 @@ class AuditLog:
             return self._append(entries)
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        # IMMEDIATE takes the write lock before the head is read, so two writers
-        # (two processes) cannot both link to the same prev_hash.
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+    def _write(self) -> Iterator[Any]:
+        # The write lock is held before the head is read, so two writers (two processes)
+        # cannot both link to the same prev_hash.
+        with self._store.write() as conn:
+            lock = _WRITE_LOCK[self._store.dialect]
+            if lock is not None:
+                conn.execute(lock)
+            yield conn
 
     def _append(self, entries: list[AuditEntry]) -> list[int | None]:
         """Chain and insert entries inside the caller's write transaction, skipping any whose
@@ -143,7 +175,8 @@ class AuditLog:
             rows.append((seq, prev, digest, kind, run_id, payload_json, at, dedupe_key))
             seqs.append(seq)
             prev = digest
-        self._conn.executemany(_INSERT, rows)
+        for row in rows:
+            self._conn.execute(_INSERT, row)
         return seqs
 
     def _head(self) -> tuple[int, str]:
@@ -239,29 +272,42 @@ class AuditLog:
 
     def close(self) -> None:
         with self._lock:
-            checkpoint_and_close(self._conn)
+            try:
+                self._store.close()
+            finally:
+                self._owned.close()
 
 
 @contextmanager
-def _existing_log(home: Path) -> Iterator[AuditLog]:
-    """`home/audit.db`, opened for one read; a missing or unreadable file raises StoreError."""
-    log = AuditLog(home, clock=time.time, create=False)
+def _existing_log(source: StoreSource) -> Iterator[AuditLog]:
+    """The audit log of `source`, opened for one read; a missing SQLite file or an unreadable
+    database raises StoreError."""
+    log = AuditLog(source, clock=time.time, create=False)
     try:
-        yield log
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(f"cannot read {Path(home) / AUDIT_FILE}: {exc}") from exc
+        with store_errors(f"cannot read {log.where}"):
+            yield log
     finally:
         log.close()
 
 
-def verify_audit(home: Path, head: Head | None = None) -> AuditVerification:
-    """Verify `home/audit.db` (against `head` if given); a missing or unreadable file raises
-    StoreError, a head that can no longer be checked ValueError."""
-    with _existing_log(home) as log:
+def missing_audit_file(source: StoreSource) -> Path | None:
+    """The SQLite file that should hold the log, when it is not there (deleted); None when
+    it is, or on PostgreSQL (whose schema `signoff db upgrade` made)."""
+    with backend_of(source) as backend:
+        if isinstance(backend, SqliteBackend) and not backend.path(AUDIT).is_file():
+            return backend.path(AUDIT)
+    return None
+
+
+def verify_audit(source: StoreSource, head: Head | None = None) -> AuditVerification:
+    """Verify the audit log of `source` (a Home, a Backend or a SQLite directory), against
+    `head` if given; a missing or unreadable log raises StoreError, a head that can no
+    longer be checked ValueError."""
+    with _existing_log(source) as log:
         return log.verify(head)
 
 
-def audit_head(home: Path) -> Head:
-    """The newest entry of `home/audit.db`, to write down where the log's writers cannot."""
-    with _existing_log(home) as log:
+def audit_head(source: StoreSource) -> Head:
+    """The newest entry of `source`'s audit log, to write down where its writers cannot."""
+    with _existing_log(source) as log:
         return Head(*log.head())

@@ -5,10 +5,9 @@ Needs the optional `otel` extra (opentelemetry-sdk); nothing else in the package
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from observability.db import StoreError
+from observability.db import StoreError, StoreSource
 from observability.reader import open_traces
 
 
@@ -16,7 +15,7 @@ def _ns(seconds: float) -> int:
     return int(seconds * 1_000_000_000)
 
 
-def export_otel(home: Path, run_id: str, tracer_provider: Any) -> int:
+def export_otel(source: StoreSource, run_id: str, tracer_provider: Any) -> int:
     """Emit one invoke_agent span with chat and execute_tool children; return the span count.
 
     Spans carry the recorded (redacted) data and timestamps, not the time of export.
@@ -25,7 +24,8 @@ def export_otel(home: Path, run_id: str, tracer_provider: Any) -> int:
     from opentelemetry import trace
     from opentelemetry.trace import SpanKind, Status, StatusCode
 
-    with open_traces(home) as conn:
+    with open_traces(source) as store:
+        conn = store.conn
         run = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if run is None:
             raise StoreError(f"no run {run_id!r} in the trace store")

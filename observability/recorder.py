@@ -6,15 +6,20 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from observability.audit import AuditEntry, AuditLog
-from observability.db import TRACES_FILE, canonical_json, checkpoint_and_close, connect
+from observability.db import (
+    TRACES,
+    StoreSource,
+    backend_of,
+    canonical_json,
+    open_store,
+    store_errors,
+)
 from observability.prices import PriceTable
 from observability.redact import Redactor
-from observability.schema import ensure_trace_schema
 
 DECISION_KINDS = frozenset(
     {"gate", "verify_rules", "verify_model", "verify_commit", "approval", "postcheck",
@@ -42,8 +47,9 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
                   "actor", "data"),
     "evidence": ("run_id", "event_key", "at", "source", "ref"),
 }
-_INSERT = {table: f"INSERT OR IGNORE INTO {table} ({', '.join(columns)})"
-                  f" VALUES ({', '.join('?' * len(columns))})"
+# ON CONFLICT DO NOTHING: both databases skip a repeated (run_id, event_key).
+_INSERT = {table: f"INSERT INTO {table} ({', '.join(columns)})"
+                  f" VALUES ({', '.join('?' * len(columns))}) ON CONFLICT DO NOTHING"
            for table, columns in _COLUMNS.items()}
 FINISH = "finish"
 _START_KEYS = ("workflow", "workflow_version", "policy_version", "tenant_id", "team",
@@ -67,21 +73,27 @@ class Recorder:
 
     def __init__(
         self,
-        home: Path,
+        source: StoreSource,
         *,
         prices: PriceTable | None = None,
         pii_fields: frozenset[str] = frozenset(),
         redact: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._home = Path(home)
         self._prices = prices or PriceTable.default()
         self._redactor = Redactor(pii_fields, enabled=redact)
         self._clock = clock
         self._lock = threading.Lock()
-        self._conn = connect(self._home / TRACES_FILE, create=True)
-        ensure_trace_schema(self._conn)
-        self._audit = AuditLog(self._home, clock=clock)
+        # `source` a Home: one backend for both stores, closed with the recorder.
+        self._owned = ExitStack()
+        try:
+            backend = self._owned.enter_context(backend_of(source))
+            self._traces = open_store(backend, TRACES, create=True)
+            self._owned.callback(self._traces.close)
+            self._audit = AuditLog(backend, clock=clock)
+        except BaseException:
+            self._owned.close()
+            raise
         self._local = threading.local()
 
     # -- writing -------------------------------------------------------------------------
@@ -112,16 +124,12 @@ class Recorder:
         for event in events:
             self._expand(event, statements, entries)
         if statements:
-            with self._lock:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    for sql, params in statements:
-                        self._conn.execute(sql, params)
-                except BaseException:
-                    self._conn.execute("ROLLBACK")
-                    raise
-                self._conn.execute("COMMIT")
-        self._audit.append_many(entries)
+            failed = store_errors()
+            with self._lock, failed, self._traces.write() as conn:
+                for sql, params in statements:
+                    conn.execute(sql, params)
+        with store_errors():
+            self._audit.append_many(entries)
 
     @staticmethod
     def _expand(event: Event, statements: list[tuple[str, tuple[Any, ...]]],
@@ -342,10 +350,12 @@ class Recorder:
         return self._audit.head()
 
     def close(self) -> None:
-        """Checkpoint both databases' WAL into their files and close them."""
+        """Close both stores (on SQLite, their WAL checkpointed into the files first)."""
         with self._lock:
-            checkpoint_and_close(self._conn)
-        self._audit.close()
+            try:
+                self._audit.close()
+            finally:
+                self._owned.close()
 
     def __enter__(self) -> Recorder:
         return self

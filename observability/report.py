@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 import re
-import sqlite3
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
+from observability.db import StoreSource
 from observability.prices import PriceTable
 from observability.reader import open_traces
 
@@ -114,7 +114,7 @@ def _rate(part: int, whole: int) -> float | None:
 
 
 def _run_costs(
-    conn: sqlite3.Connection, prices: PriceTable | None
+    conn: Any, prices: PriceTable | None
 ) -> tuple[dict[str, float], set[str]]:
     """Cost per run: recomputed from tokens when `prices` is given, else as recorded."""
     costs: dict[str, float] = {}
@@ -133,9 +133,11 @@ def _run_costs(
     return costs, unpriced
 
 
-def compute_report(home: Path, prices: PriceTable | None = None) -> Report:
-    """Compute every metric the operators' report shows from `home/traces.db`."""
-    with open_traces(home) as conn:
+def compute_report(source: StoreSource, prices: PriceTable | None = None) -> Report:
+    """Compute every metric the operators' report shows from the trace store of `source`
+    (a Home, a Backend or a SQLite data directory)."""
+    with open_traces(source) as store:
+        conn = store.conn
         runs = conn.execute(
             "SELECT run_id, workflow, workflow_version, team, outcome, reason,"
             " first_warning_at, fallback_at FROM runs"
@@ -151,7 +153,7 @@ def compute_report(home: Path, prices: PriceTable | None = None) -> Report:
                                        " AND verdict = 'pass'")
         }
 
-    def succeeded(run: sqlite3.Row) -> bool:
+    def succeeded(run: Any) -> bool:
         """Resolved, and the workflow's completion check said so."""
         return run["outcome"] == "resolved" and run["run_id"] in completed
 

@@ -1,16 +1,15 @@
-"""Search runs by id, customer, tool, outcome, free text (FTS5) and time range."""
+"""Search runs by id, customer, tool, outcome, free text and time range (the same runs on
+SQLite, through FTS5, and on PostgreSQL, through tsvector; see observability.schema)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
+from observability.db import StoreSource
 from observability.reader import open_traces
-from observability.schema import FTS_COLUMNS
+from observability.schema import TEXT_MATCH, query_phrases
 
 RUN_COLUMNS = (
     "run_id",
@@ -27,10 +26,6 @@ RUN_COLUMNS = (
 )
 
 
-STARTED_AT_INDEX = "idx_runs_started_at"
-"""The index on runs.started_at that observability.schema creates."""
-
-
 def _has_index(conn: Any, name: str) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
                         (name,)).fetchone() is not None
@@ -43,7 +38,7 @@ def _timestamp(value: datetime | float | None) -> float | None:
 
 
 def search_traces(
-    home: Path,
+    source: StoreSource,
     *,
     run_id: str | None = None,
     customer_id: str | None = None,
@@ -57,9 +52,11 @@ def search_traces(
 ) -> list[dict[str, Any]]:
     """Runs matching every given filter, newest first, each with its total cost_usd.
 
-    `text` is matched as literal words against the redacted inputs, tool arguments and
-    results, errors and decision reasons. `since`/`until` bound the run's start time.
-    `tenant_ids`, when given, keeps only runs of those tenants.
+    `source` is a Home, a Backend or a SQLite data directory. `text` is matched as literal
+    words (a "quoted phrase" as those words in order) against the redacted inputs, tool
+    arguments and results, errors and decision reasons; text with no word matches nothing.
+    `since`/`until` bound the run's start time. `tenant_ids`, when given, keeps only runs
+    of those tenants.
     """
     where: list[str] = []
     params: list[Any] = []
@@ -79,7 +76,7 @@ def search_traces(
         params.append(tool)
     if tenant_ids is not None:
         where.append(f"r.tenant_id IN ({', '.join('?' * len(tenant_ids))})" if tenant_ids
-                     else "0")
+                     else "1 = 0")
         params.extend(tenant_ids)
     if since is not None:
         where.append("r.started_at >= ?")
@@ -87,29 +84,26 @@ def search_traces(
     if until is not None:
         where.append("r.started_at < ?")
         params.append(_timestamp(until))
-    source = "runs r"
-    with open_traces(home) as conn:
-        if text:
-            query = sqlite_utils.Database(conn).quote_fts(text)
-            # The matching runs as rowids: runs_fts shares the runs table's rowids; the other
-            # tables' hits are mapped to their run through the run_id index.
-            matches = " UNION ".join(
-                "SELECT rowid FROM runs_fts WHERE runs_fts MATCH ?" if table == "runs" else
-                f"SELECT x.rowid FROM {table} t JOIN {table}_fts f ON f.rowid = t.rowid"
-                f" JOIN runs x ON x.run_id = t.run_id WHERE {table}_fts MATCH ?"
-                for table in FTS_COLUMNS
-            )
-            where.append(f"r.rowid IN ({matches})")
-            params.extend([query] * len(FTS_COLUMNS))
+    source_sql = "runs r"
+    with open_traces(source) as store:
+        conn = store.conn
+        phrases = query_phrases(text) if text else []
+        if text and not phrases:
+            where.append("1 = 0")  # blank or only quotes: no word to match
+        elif text:
+            match = TEXT_MATCH[store.dialect]
+            condition, match_params = match.condition(phrases)
+            where.append(condition)
+            params.extend(match_params)
             if (run_id, customer_id, outcome, tool) == (None, None, None, None) and \
-                    _has_index(conn, STARTED_AT_INDEX):
+                    match.walk_by_start and _has_index(conn, match.walk_by_start):
                 # Walk runs newest first and stop at `limit`: a common word matches thousands
                 # of runs, and sorting them all by time was the long tail at 1M runs.
-                source = f"runs r INDEXED BY {STARTED_AT_INDEX}"
+                source_sql = f"runs r INDEXED BY {match.walk_by_start}"
         sql = (
             f"SELECT {', '.join('r.' + c for c in RUN_COLUMNS)},"
             " (SELECT sum(cost_usd) FROM model_calls m WHERE m.run_id = r.run_id) AS cost_usd"
-            f" FROM {source} {'WHERE ' + ' AND '.join(where) if where else ''}"
+            f" FROM {source_sql} {'WHERE ' + ' AND '.join(where) if where else ''}"
             " ORDER BY r.started_at DESC, r.run_id LIMIT ?"
         )
         return [dict(row) for row in conn.execute(sql, [*params, limit])]

@@ -38,7 +38,8 @@ def make_app(home: Path) -> typer.Typer:
     def main() -> None:
         """signoff (test mount of the eval commands)"""
 
-    register(app, lambda: home)
+    data = Home(home)
+    register(app, lambda: data)
     return app
 
 

@@ -1,42 +1,43 @@
-import sqlite3
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from graph.runner import Home
 from observability import AuditLog, Head, audit_head, purge, verify_audit
 from observability.audit import GENESIS_HASH, entry_hash
 from observability.chain import text_entry_hash
 from observability.db import StoreError, canonical_json
 from observability.testing import FakeClock
+from tests.stores import execute
 
 ENTRIES = 6
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
-    log = AuditLog(tmp_path, clock=FakeClock())
+def home(backend_home: Home) -> Home:
+    """Six chained entries, on each backend of the grid."""
+    log = AuditLog(backend_home, clock=FakeClock())
     for n in range(1, ENTRIES + 1):
         log.append("gate", "r1", {"step": n, "verdict": "green"}, dedupe_key=f"k{n}")
     log.close()
-    return tmp_path
+    return backend_home
 
 
-def tamper(home: Path, *statements: str) -> None:
-    with sqlite3.connect(home / "audit.db") as conn:
-        for statement in statements:
-            conn.execute(statement)
+def tamper(home: Home, *statements: str) -> None:
+    for statement in statements:
+        execute(home, "audit", statement)
 
 
-def test_an_untouched_log_verifies(home: Path) -> None:
+def test_an_untouched_log_verifies(home: Home) -> None:
     result = verify_audit(home)
     assert (result.ok, result.entries_checked, result.first_bad_seq) == (True, ENTRIES, None)
 
 
-def test_entries_link_by_sha256_over_canonical_json(home: Path) -> None:
-    with sqlite3.connect(home / "audit.db") as conn:
-        first = conn.execute("SELECT seq, prev_hash, entry_hash, at FROM audit").fetchone()
+def test_entries_link_by_sha256_over_canonical_json(home: Home) -> None:
+    (first,) = execute(home, "audit", "SELECT seq, prev_hash, entry_hash, at FROM audit"
+                       " WHERE seq = 1")
     assert first[:2] == (1, GENESIS_HASH)
     assert first[2] == entry_hash(
         1, GENESIS_HASH, "gate", "r1", {"step": 1, "verdict": "green"}, first[3]
@@ -61,25 +62,26 @@ def test_hashing_the_stored_text_gives_the_hash_of_the_value(payload: object, se
         == entry_hash(seq, GENESIS_HASH, kind, run_id, payload, at)
 
 
-def test_a_duplicate_dedupe_key_is_not_appended(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path, clock=FakeClock())
-    assert log.append("gate", "r1", {}, dedupe_key="same") == 1
+def test_a_duplicate_dedupe_key_is_not_appended(home: Home) -> None:
+    log = AuditLog(home, clock=FakeClock())
+    assert log.append("gate", "r1", {}, dedupe_key="k1") is None  # the fixture logged it
+    assert log.append("gate", "r1", {}, dedupe_key="same") == ENTRIES + 1
     assert log.append("gate", "r1", {}, dedupe_key="same") is None
-    assert log.head()[0] == 1
+    assert log.head()[0] == ENTRIES + 1
     log.close()
 
 
-def test_a_batch_skips_keys_already_logged_and_repeated_within_it(tmp_path: Path) -> None:
+def test_a_batch_skips_keys_already_logged_and_repeated_within_it(home: Home) -> None:
     from observability.audit import AuditEntry
 
-    log = AuditLog(tmp_path, clock=FakeClock())
+    log = AuditLog(home, clock=FakeClock(now=1_800_000_000.0))
     log.append("gate", "r1", {"n": 0}, dedupe_key="a")
     seqs = log.append_many([AuditEntry("gate", "r1", {"n": 1}, "a", None),
                             AuditEntry("gate", "r1", {"n": 2}, "b", None),
                             AuditEntry("gate", "r1", {"n": 3}, "b", None),
                             AuditEntry("gate", "r1", {"n": 4}, None, None)])
-    assert seqs == [None, 2, None, 3]
-    assert log.verify().ok and log.verify().entries_checked == 3
+    assert seqs == [None, ENTRIES + 2, None, ENTRIES + 3]
+    assert log.verify().ok and log.verify().entries_checked == ENTRIES + 3
     log.close()
 
 
@@ -139,7 +141,7 @@ TAMPERING: dict[str, tuple[list[str], int, str]] = {
 
 
 @pytest.mark.parametrize("case", TAMPERING, ids=list(TAMPERING))
-def test_tampering_is_detected_at_the_first_bad_entry(home: Path, case: str) -> None:
+def test_tampering_is_detected_at_the_first_bad_entry(home: Home, case: str) -> None:
     statements, bad_seq, word = TAMPERING[case]
     tamper(home, *statements)
     result = verify_audit(home)
@@ -148,30 +150,28 @@ def test_tampering_is_detected_at_the_first_bad_entry(home: Path, case: str) -> 
     assert word in (result.reason or "")
 
 
-def test_an_insert_with_a_correctly_computed_hash_is_named(home: Path) -> None:
+def test_an_insert_with_a_correctly_computed_hash_is_named(home: Home) -> None:
     """A forger who can hash still renumbers the entries after it, which gives it away."""
-    with sqlite3.connect(home / "audit.db") as conn:
-        prev = conn.execute("SELECT entry_hash FROM audit WHERE seq = 3").fetchone()[0]
-        conn.execute("UPDATE audit SET seq = seq + 100 WHERE seq >= 4")
-        conn.execute("UPDATE audit SET seq = seq - 99 WHERE seq >= 104")
-        forged = entry_hash(4, prev, "approval", "r1", {"approver": "mallory"}, 1.0)
-        conn.execute(
+    ((prev,),) = execute(home, "audit", "SELECT entry_hash FROM audit WHERE seq = 3")
+    tamper(home, "UPDATE audit SET seq = seq + 100 WHERE seq >= 4",
+           "UPDATE audit SET seq = seq - 99 WHERE seq >= 104")
+    forged = entry_hash(4, prev, "approval", "r1", {"approver": "mallory"}, 1.0)
+    execute(home, "audit",
             "INSERT INTO audit (seq, prev_hash, entry_hash, kind, run_id, payload, at)"
             " VALUES (4, ?, ?, 'approval', 'r1', '{\"approver\":\"mallory\"}', 1.0)",
-            (prev, forged),
-        )
+            (prev, forged))
     result = verify_audit(home)
     assert (result.ok, result.first_bad_seq) == (False, 4)
     assert "inserted" in (result.reason or "")
 
 
-def make_traces(home: Path) -> None:
+def make_traces(home: Home) -> None:
     from observability import Recorder
 
     Recorder(home).close()
 
 
-def test_the_chain_stays_verifiable_across_a_purge(home: Path) -> None:
+def test_the_chain_stays_verifiable_across_a_purge(home: Home) -> None:
     make_traces(home)
     # The fixture logged entries at T+0 .. T+5; a cutoff of T+3.5 purges entries 1-4.
     result = purge(home, 1, clock=lambda: 1_700_000_000.0 + 3.5 + 86_400)
@@ -186,7 +186,7 @@ def test_the_chain_stays_verifiable_across_a_purge(home: Path) -> None:
 
 
 def test_after_a_purge_deleting_a_kept_entry_or_forging_the_anchor_is_detected(
-    home: Path,
+    home: Home,
 ) -> None:
     make_traces(home)
     purge(home, 1, clock=lambda: 1_700_000_000.0 + 3.5 + 86_400)
@@ -216,23 +216,22 @@ def test_missing_or_foreign_audit_file_is_a_store_error(tmp_path: Path) -> None:
 # -- a head written down elsewhere -----------------------------------------------------------
 
 
-def rewrite_from(home: Path, seq: int) -> None:
+def rewrite_from(home: Home, seq: int) -> None:
     """Change entry `seq` and recompute every hash after it: what someone who can write the
     file can do, and what the chain alone cannot show."""
-    with sqlite3.connect(home / "audit.db") as conn:
-        prev = conn.execute("SELECT prev_hash FROM audit WHERE seq = ?", (seq,)).fetchone()[0]
-        rows = conn.execute("SELECT seq, kind, run_id, payload, at FROM audit WHERE seq >= ?"
-                            " ORDER BY seq", (seq,)).fetchall()
-        for n, kind, run_id, payload, at in rows:
-            if n == seq:
-                payload = canonical_json({"step": n, "verdict": "red"})
-            digest = text_entry_hash(n, prev, kind, run_id, payload, at)
-            conn.execute("UPDATE audit SET prev_hash = ?, entry_hash = ?, payload = ?"
-                         " WHERE seq = ?", (prev, digest, payload, n))
-            prev = digest
+    ((prev,),) = execute(home, "audit", "SELECT prev_hash FROM audit WHERE seq = ?", (seq,))
+    rows = execute(home, "audit", "SELECT seq, kind, run_id, payload, at FROM audit"
+                   " WHERE seq >= ? ORDER BY seq", (seq,))
+    for n, kind, run_id, payload, at in rows:
+        if n == seq:
+            payload = canonical_json({"step": n, "verdict": "red"})
+        digest = text_entry_hash(n, prev, kind, run_id, payload, at)
+        execute(home, "audit", "UPDATE audit SET prev_hash = ?, entry_hash = ?, payload = ?"
+                " WHERE seq = ?", (prev, digest, payload, n))
+        prev = digest
 
 
-def test_a_head_catches_a_log_rewritten_with_every_hash_recomputed(home: Path) -> None:
+def test_a_head_catches_a_log_rewritten_with_every_hash_recomputed(home: Home) -> None:
     head = audit_head(home)
     assert head.seq == ENTRIES
     rewrite_from(home, 3)
@@ -242,7 +241,7 @@ def test_a_head_catches_a_log_rewritten_with_every_hash_recomputed(home: Path) -
     assert "rewritten" in (result.reason or "")
 
 
-def test_a_head_catches_the_newest_entries_dropped(home: Path) -> None:
+def test_a_head_catches_the_newest_entries_dropped(home: Home) -> None:
     head = audit_head(home)
     tamper(home, "DELETE FROM audit WHERE seq >= 5")
     assert verify_audit(home).ok
@@ -251,7 +250,7 @@ def test_a_head_catches_the_newest_entries_dropped(home: Path) -> None:
     assert "the log ends at 4" in (result.reason or "")
 
 
-def test_an_older_head_still_holds_after_more_entries(home: Path) -> None:
+def test_an_older_head_still_holds_after_more_entries(home: Home) -> None:
     head = audit_head(home)
     log = AuditLog(home, clock=FakeClock(now=1_800_000_000.0))
     log.append("gate", "r2", {"later": True})
@@ -260,15 +259,14 @@ def test_an_older_head_still_holds_after_more_entries(home: Path) -> None:
     assert verify_audit(home, head).ok
 
 
-def test_heads_of_an_empty_log_and_across_a_purge(tmp_path: Path, home: Path) -> None:
+def test_heads_of_an_empty_log_and_across_a_purge(tmp_path: Path, home: Home) -> None:
     AuditLog(tmp_path / "empty", clock=FakeClock()).close()
     empty = audit_head(tmp_path / "empty")
     assert empty == Head(0, GENESIS_HASH)
     assert verify_audit(tmp_path / "empty", empty).ok
 
-    with sqlite3.connect(home / "audit.db") as conn:
-        fourth = Head(4, conn.execute("SELECT entry_hash FROM audit WHERE seq = 4").fetchone()[0])
-        second = Head(2, conn.execute("SELECT entry_hash FROM audit WHERE seq = 2").fetchone()[0])
+    fourth = Head(4, execute(home, "audit", "SELECT entry_hash FROM audit WHERE seq = 4")[0][0])
+    second = Head(2, execute(home, "audit", "SELECT entry_hash FROM audit WHERE seq = 2")[0][0])
     newest = audit_head(home)
     make_traces(home)
     purge(home, 1, clock=lambda: 1_700_000_000.0 + 3.5 + 86_400)  # entries 1-4 go
@@ -286,7 +284,7 @@ def test_a_malformed_head_is_refused(text: str) -> None:
         Head.parse(text)
 
 
-def test_a_head_reads_back_as_it_is_printed(home: Path) -> None:
+def test_a_head_reads_back_as_it_is_printed(home: Home) -> None:
     head = audit_head(home)
     assert Head.parse(f"  {head}\n") == head
     assert Head.parse(str(head).upper()) == head

@@ -1,12 +1,13 @@
-import sqlite3
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from graph.runner import Home
 from observability import Recorder, verify_audit
 from observability.testing import FakeClock, ToolSpec, record_run
+from tests.stores import execute
 
 RAW_PII = (
     "jane.doe@example.com",
@@ -18,9 +19,8 @@ RAW_PII = (
 )
 
 
-def rows(home: Path, sql: str, *params: object) -> list[tuple]:
-    with sqlite3.connect(home / "traces.db") as conn:
-        return conn.execute(sql, params).fetchall()
+def rows(home: Path | Home, sql: str, *params: object) -> list[tuple]:
+    return execute(home if isinstance(home, Home) else Home(home), "traces", sql, params)
 
 
 def stored_bytes(home: Path) -> bytes:
@@ -87,8 +87,8 @@ def test_redact_false_stores_raw_values(tmp_path: Path) -> None:
     assert b"jane@example.com" in (tmp_path / "traces.db").read_bytes()
 
 
-def test_replaying_every_event_records_each_once(tmp_path: Path) -> None:
-    recorder = Recorder(tmp_path, clock=FakeClock())
+def test_replaying_every_event_records_each_once(backend_home: Home) -> None:
+    recorder = Recorder(backend_home, clock=FakeClock())
     for _ in range(3):  # LangGraph re-runs nodes on resume and replay
         record_run(
             recorder,
@@ -102,19 +102,18 @@ def test_replaying_every_event_records_each_once(tmp_path: Path) -> None:
         )
     recorder.close()
     counts = [
-        rows(tmp_path, f"SELECT count(*) FROM {t}")[0][0]
+        rows(backend_home, f"SELECT count(*) FROM {t}")[0][0]
         for t in ("runs", "model_calls", "tool_calls", "decisions")
     ]
     assert counts == [1, 1, 2, 2]
-    with sqlite3.connect(tmp_path / "audit.db") as conn:
-        kinds = [r[0] for r in conn.execute("SELECT kind FROM audit ORDER BY seq")]
+    kinds = [r[0] for r in execute(backend_home, "audit", "SELECT kind FROM audit ORDER BY seq")]
     assert kinds == ["run_started", "mutation", "gate", "approval", "run_finished"]
-    assert verify_audit(tmp_path).ok
+    assert verify_audit(backend_home).ok
 
 
-def test_first_warning_and_fallback_times_are_kept_from_the_first_sign(tmp_path: Path) -> None:
+def test_first_warning_and_fallback_times_are_kept_from_the_first_sign(backend_home: Home) -> None:
     clock = FakeClock(now=100.0, step=1.0)
-    with Recorder(tmp_path, clock=clock) as recorder:
+    with Recorder(backend_home, clock=clock) as recorder:
         record_run(
             recorder,
             "r1",
@@ -127,11 +126,11 @@ def test_first_warning_and_fallback_times_are_kept_from_the_first_sign(tmp_path:
                 ("fallback", "escalate", "R1", "hand off"),  # t=104
             ],
         )
-    assert rows(tmp_path, "SELECT first_warning_at, fallback_at FROM runs") == [(102.0, 104.0)]
+    assert rows(backend_home, "SELECT first_warning_at, fallback_at FROM runs") == [(102.0, 104.0)]
 
 
-def test_finish_run_first_outcome_wins_and_unknown_values_are_refused(tmp_path: Path) -> None:
-    with Recorder(tmp_path) as recorder:
+def test_finish_run_first_outcome_wins_and_unknown_values_are_refused(backend_home: Home) -> None:
+    with Recorder(backend_home) as recorder:
         record_run(recorder, "r1", outcome="escalated", reason="needs human")
         recorder.finish_run("r1", outcome="resolved", reason=None)
         with pytest.raises(ValueError, match="unknown outcome"):
@@ -140,23 +139,23 @@ def test_finish_run_first_outcome_wins_and_unknown_values_are_refused(tmp_path: 
             recorder.decision(
                 "r1", "k", step="s", kind="vibes", verdict="ok", rule_id=None, reason=None
             )
-    assert rows(tmp_path, "SELECT outcome, reason FROM runs") == [("escalated", "needs human")]
+    assert rows(backend_home, "SELECT outcome, reason FROM runs") == [("escalated", "needs human")]
 
 
-def test_model_and_tool_latency_and_cost_are_recorded_apart(tmp_path: Path) -> None:
-    with Recorder(tmp_path) as recorder:
+def test_model_and_tool_latency_and_cost_are_recorded_apart(backend_home: Home) -> None:
+    with Recorder(backend_home) as recorder:
         record_run(
             recorder,
             "r1",
             model_calls=[("gpt-4o-mini", 1_000_000, 1_000_000, 0.8)],
             tool_calls=[ToolSpec("lookup_order", latency_s=0.05)],
         )
-    assert rows(tmp_path, "SELECT latency_s, cost_usd FROM model_calls") == [(0.8, 0.75)]
-    assert rows(tmp_path, "SELECT latency_s FROM tool_calls") == [(0.05,)]
+    assert rows(backend_home, "SELECT latency_s, cost_usd FROM model_calls") == [(0.8, 0.75)]
+    assert rows(backend_home, "SELECT latency_s FROM tool_calls") == [(0.05,)]
 
 
-def test_concurrent_writers_from_threads_keep_the_audit_chain_intact(tmp_path: Path) -> None:
-    recorder = Recorder(tmp_path)
+def test_concurrent_writers_from_threads_keep_the_audit_chain_intact(backend_home: Home) -> None:
+    recorder = Recorder(backend_home)
 
     def work(worker: int) -> None:
         for i in range(25):
@@ -176,7 +175,7 @@ def test_concurrent_writers_from_threads_keep_the_audit_chain_intact(tmp_path: P
     for thread in threads:
         thread.join()
     recorder.close()
-    result = verify_audit(tmp_path)
+    result = verify_audit(backend_home)
     assert (result.ok, result.entries_checked) == (True, 100)
 
 

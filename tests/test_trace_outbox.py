@@ -16,32 +16,37 @@ from graph.runner import Home, Runner
 from graph.workflows import get_workflow
 from observability import verify_audit
 from tests.conftest import sample
+from tests.stores import execute
 from tools.support.faults import FaultPlan
 
 TABLES = ("model_calls", "tool_calls", "decisions", "evidence")
 
 
-def trace_counts(home: Path, run_id: str) -> dict[str, int]:
-    with sqlite3.connect(home / "traces.db") as conn:
-        return {t: conn.execute(f"SELECT COUNT(*) FROM {t} WHERE run_id = ?",
-                                (run_id,)).fetchone()[0] for t in TABLES}
+def _home(home: Path | Home) -> Home:
+    return home if isinstance(home, Home) else Home(home)
 
 
-def audit_kinds(home: Path, run_id: str) -> list[str]:
-    with sqlite3.connect(home / "audit.db") as conn:
-        return [r[0] for r in conn.execute(
-            "SELECT kind FROM audit WHERE run_id = ? ORDER BY seq", (run_id,))]
+def trace_counts(home: Path | Home, run_id: str) -> dict[str, int]:
+    return {t: execute(_home(home), "traces", f"SELECT COUNT(*) FROM {t} WHERE run_id = ?",
+                       (run_id,))[0][0] for t in TABLES}
 
 
-def traced_runner(home: Path, faults: CrashFaults | None = None, **kwargs: object) -> Runner:
-    runner = Runner(Home(home), recorder_factory=recorder_factory(), faults=faults,
+def audit_kinds(home: Path | Home, run_id: str) -> list[str]:
+    return [r[0] for r in execute(_home(home), "audit",
+                                  "SELECT kind FROM audit WHERE run_id = ? ORDER BY seq",
+                                  (run_id,))]
+
+
+def traced_runner(home: Path | Home, faults: CrashFaults | None = None,
+                  **kwargs: object) -> Runner:
+    runner = Runner(_home(home), recorder_factory=recorder_factory(), faults=faults,
                     **kwargs)  # type: ignore[arg-type]
-    if not (home / "support.db").exists():
+    if not (_home(home).root / "support.db").exists():
         runner.ensure_domain_db(get_workflow("support"))
     return runner
 
 
-def start_in_child(home: Path, kill_at: int) -> None:
+def start_in_child(home: Path | Home, kill_at: int) -> None:
     """Start TKT-1001 in a forked child that SIGKILLs itself at kill point `kill_at`."""
     pid = os.fork()
     if pid == 0:
@@ -54,15 +59,15 @@ def start_in_child(home: Path, kill_at: int) -> None:
     assert os.WIFSIGNALED(status), "the child was meant to die at its kill point"
 
 
-def test_events_reach_the_stores_when_the_drive_ends(tmp_path: Path) -> None:
-    runner = traced_runner(tmp_path)
+def test_events_reach_the_stores_when_the_drive_ends(backend_home: Home) -> None:
+    runner = traced_runner(backend_home)
     done = runner.start("support", sample("TKT-1001"), requester="ops@signoff.local")
     runner.close()
     assert done.status == "resolved"
-    counts = trace_counts(tmp_path, done.run_id)
+    counts = trace_counts(backend_home, done.run_id)
     assert counts["tool_calls"] == 4 and counts["decisions"] >= 6 and counts["model_calls"] >= 5
-    assert audit_kinds(tmp_path, done.run_id)[0] == "run_started"
-    assert audit_kinds(tmp_path, done.run_id)[-1] == "run_finished"
+    assert audit_kinds(backend_home, done.run_id)[0] == "run_started"
+    assert audit_kinds(backend_home, done.run_id)[-1] == "run_finished"
 
 
 @pytest.mark.parametrize("point", ["after_checkpoint", "after_writes"])
@@ -197,15 +202,18 @@ def test_resume_refuses_a_checkpoint_with_an_unreadable_event(
 
 
 def damage_pages(path: Path) -> None:
-    """Overwrite every page after the schema's with garbage: the file still opens, and the
-    next write into its tables fails with "database disk image is malformed"."""
+    """Overwrite every page after the schema's and the schema version's with garbage: the
+    file still opens, and the next write into its tables fails with "database disk image
+    is malformed"."""
     with sqlite3.connect(path) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        kept = conn.execute("SELECT max(rootpage) FROM sqlite_master"
+                            " WHERE tbl_name = 'signoff_schema'").fetchone()[0] or 1
     for suffix in ("-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     data = bytearray(path.read_bytes())
     page = int.from_bytes(data[16:18], "big")
-    data[2 * page:] = b"\x5a" * (len(data) - 2 * page)
+    data[kept * page:] = b"\x5a" * (len(data) - kept * page)
     path.write_bytes(bytes(data))
 
 
