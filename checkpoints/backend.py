@@ -282,6 +282,12 @@ class PostgresBackend:
                     conn = PgConnection(raw)
                     applied += apply_migrations(conn, "postgres", begin=conn.begin,
                                                 commit=conn.commit, stores=[store])
+                raw.execute("RESET search_path")
+                from checkpoints.domain import grant_worker_everywhere
+
+                # Last, so it covers every store: the role workers connect as (no DDL, no RLS
+                # bypass) may read and write rows in each of them.
+                grant_worker_everywhere(raw, self.schema_prefix)
             finally:
                 raw.execute("RESET search_path")
                 raw.execute("SELECT pg_advisory_unlock(hashtext('signoff_schema'))")

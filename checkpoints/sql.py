@@ -83,12 +83,20 @@ def to_psycopg(sql: str) -> str:
     return "".join(out)
 
 
+def dialect_of(conn: Any) -> str:
+    """"postgres" for a PgConnection (or a wrapper that says so), else "sqlite": how a store
+    picks its row of a dialect table."""
+    return str(getattr(conn, "dialect", "sqlite"))
+
+
 class PgConnection:
     """A psycopg 3 connection (autocommit outside explicit transactions) with the sqlite3 face.
 
     `execute` outside a transaction autocommits, as the stores' SQLite connections do
     (isolation_level=None); `begin()` opens a transaction that `commit()` or `rollback()` ends.
     """
+
+    dialect = "postgres"
 
     def __init__(self, conn: Any, *, release: Any = None) -> None:
         self.raw = conn
