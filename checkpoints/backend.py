@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -270,8 +271,12 @@ class PostgresBackend:
 
         applied: list[str] = []
         with self.pool.connection() as raw:
-            # One upgrader at a time: two `db upgrade` runs must not both apply v2.
-            raw.execute("SELECT pg_advisory_lock(hashtext('signoff_schema'))")
+            # One upgrader at a time: two `db upgrade` runs must not both apply v2. Polled,
+            # not waited for: PostgresSaver.setup() builds indexes CONCURRENTLY, which waits
+            # for every open transaction, a blocked pg_advisory_lock call included (deadlock).
+            while not _first_value(raw.execute(
+                    "SELECT pg_try_advisory_lock(hashtext('signoff_schema'))").fetchone()):
+                time.sleep(0.05)
             try:
                 for store in [*sorted(SCHEMAS), "checkpoints"]:
                     raw.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema(store)}"')
@@ -301,6 +306,11 @@ class PostgresBackend:
             if self._pool is not None:
                 self._pool.close()
                 self._pool = None
+
+
+def _first_value(row: Any) -> Any:
+    """The first column of a row from a dict_row or tuple cursor."""
+    return next(iter(row.values())) if isinstance(row, dict) else row[0]
 
 
 def _first(exc: BaseException) -> str:

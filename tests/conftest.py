@@ -74,3 +74,13 @@ def backend_home(request: pytest.FixtureRequest, home: Path,
         finally:
             backend.close()
         yield pg_home
+
+
+@pytest.fixture
+def backend_runner(backend_home: Home) -> Iterator[Runner]:
+    """`runner` on each backend of the grid: traces on, the support data freshly installed
+    (on PostgreSQL, in the store `<prefix>support` under row-level security)."""
+    r = Runner(backend_home, recorder_factory=recorder_factory(), price=price_fn())
+    r.ensure_domain_db(get_workflow("support"), reset=True)
+    yield r
+    r.close()
