@@ -168,3 +168,30 @@ def test_runs_as_the_worker_role_keep_to_their_tenant(tmp_path: Path) -> None:
                                              ("globex", results["TKT-2001"].run_id)]
         assert [r[0] for r in ledger] == ["acme", "globex"]
         assert [r[0] for r in tools] == ["escalate_to_human"]
+
+
+def test_the_worker_role_may_not_install_data(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Installing creates tables, which only the owner role does: the worker gets one line
+    naming the role to use, exit 3 (a store it cannot use), and nothing is created."""
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    with pg_schemas() as (url, prefix):
+        owner = PostgresBackend(url, schema_prefix=prefix)
+        owner.upgrade()  # creates the worker role; the support data is not installed
+        owner.close()
+        monkeypatch.setenv("SIGNOFF_HOME", str(tmp_path))
+        monkeypatch.setenv("SIGNOFF_DATABASE_URL", as_role(url, DEFAULT_WORKER_ROLE))
+        monkeypatch.setenv("SIGNOFF_DB_SCHEMA_PREFIX", prefix)
+        result = CliRunner().invoke(app, ["run", "TKT-1001"])
+        assert result.exit_code == 3, result.output
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and "cannot install the support data" in lines[0]
+        assert "as the owner role" in lines[0]
+        import psycopg
+
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT to_regnamespace(%s)", (f"{prefix}support",)
+                                ).fetchone() == (None,)
