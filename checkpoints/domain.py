@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from checkpoints.copy import copy_sqlite_tables, table_names
-from checkpoints.sql import PgConnection
+from checkpoints.sql import PgConnection, transaction_of
 from graph.errors import StoreUnavailable
 from tools.common import ID_COUNTERS
 from tools.ledger import LEDGER_DIALECTS, LEDGER_INDEX, LEDGER_TABLES
@@ -237,15 +237,8 @@ class TenantConnection:
     def rollback(self) -> None:
         self.inner.rollback()
 
-    @contextmanager
-    def transaction(self) -> Iterator[TenantConnection]:
-        self.begin()
-        try:
-            yield self
-        except BaseException:
-            self.rollback()
-            raise
-        self.commit()
+    def transaction(self) -> AbstractContextManager[TenantConnection]:
+        return transaction_of(self)
 
     def close(self) -> None:
         pass  # the runner owns the connection

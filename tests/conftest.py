@@ -84,3 +84,13 @@ def backend_runner(backend_home: Home) -> Iterator[Runner]:
     r.ensure_domain_db(get_workflow("support"), reset=True)
     yield r
     r.close()
+
+
+@pytest.fixture(scope="session")
+def seeded_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample support database, built once (tests copy it before they change it)."""
+    from tools.support.seed import build_support_db
+
+    path = tmp_path_factory.mktemp("support") / "support.db"
+    build_support_db(path)
+    return path

@@ -25,13 +25,6 @@ from tools.support.tools import support_registry
 FIXED_NOW = datetime(2026, 10, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def seeded_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("support") / "support.db"
-    build_support_db(path)
-    return path
-
-
 @pytest.fixture
 def sqlite_conn(seeded_file: Path, tmp_path: Path) -> Iterator[sqlite3.Connection]:
     """A private copy of the seeded database per test, so mutations do not leak."""

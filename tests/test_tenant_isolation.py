@@ -21,7 +21,7 @@ from graph.runner import Home, Runner
 from graph.workflows import get_workflow
 from tests.conftest import sample
 from tests.pg import pg_schemas
-from tools.support.seed import build_support_db, open_support_db
+from tools.support.seed import open_support_db
 
 SUPPORT = get_workflow("support")
 
@@ -34,19 +34,12 @@ def as_role(url: str, role: str) -> str:
                                      (f":{parts.port}" if parts.port else "")))
 
 
-@pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("isolation") / "support.db"
-    build_support_db(path)
-    return path
-
-
 @pytest.fixture
-def worker(seeded: Path) -> Iterator[tuple[PgConnection, str, str]]:
+def worker(seeded_file: Path) -> Iterator[tuple[PgConnection, str, str]]:
     """(a connection as the worker role to an installed support store, owner URL, prefix)."""
     with pg_schemas() as (url, prefix):
         owner = PostgresBackend(url, schema_prefix=prefix)
-        install_domain(owner, "support", seeded)
+        install_domain(owner, "support", seeded_file)
         owner.close()
         backend = PostgresBackend(as_role(url, DEFAULT_WORKER_ROLE), schema_prefix=prefix)
         conn = backend.connect("support")
@@ -122,10 +115,11 @@ def test_the_worker_role_cannot_switch_isolation_off(
         conn.execute("ALTER TABLE orders DISABLE ROW LEVEL SECURITY")
 
 
-def test_on_sqlite_the_same_query_sees_every_tenant(seeded: Path, tmp_path: Path) -> None:
+def test_on_sqlite_the_same_query_sees_every_tenant(seeded_file: Path,
+                                                   tmp_path: Path) -> None:
     """Why PostgreSQL is the isolation boundary: SQLite has no row-level security."""
     copy = tmp_path / "support.db"
-    copy.write_bytes(seeded.read_bytes())
+    copy.write_bytes(seeded_file.read_bytes())
     conn = for_tenant(open_support_db(copy), "acme")
     assert isinstance(conn, sqlite3.Connection)
     assert [r[0] for r in conn.execute(LEAKY_READ)] == ["acme", "globex"]

@@ -6,13 +6,13 @@ from __future__ import annotations
 import functools
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from checkpoints.sql import dialect_of
+from checkpoints.sql import dialect_of, transaction_of
 from tools.base import ScopeFn, ToolContext
 
 Clock = Callable[[], datetime]
@@ -77,19 +77,12 @@ def begin_write(conn: Any) -> None:
         conn.execute("BEGIN IMMEDIATE")
 
 
-@contextmanager
-def write_transaction(conn: Any) -> Iterator[Any]:
+def write_transaction(conn: Any) -> AbstractContextManager[Any]:
     """A transaction that holds the write lock from its first statement (begin_write), so
     a read-then-insert such as "next ticket id" cannot interleave with another process doing
     the same: the second waits (the connection's busy timeout, or the lock) and reads the
     first's row. Commits on success, rolls back on any exception."""
-    begin_write(conn)
-    try:
-        yield conn
-    except BaseException:
-        conn.rollback()
-        raise
-    conn.commit()
+    return transaction_of(conn, begin=begin_write)
 
 
 def fail_closed(check: Callable[[ToolContext, Any], str | None]) -> ScopeFn:
