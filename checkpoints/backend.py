@@ -9,6 +9,7 @@ versioned here and brought up to date by `upgrade()` (`signoff db upgrade`).
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 import time
@@ -255,12 +256,10 @@ class PostgresBackend:
 
     @contextmanager
     def _checkpointer(self, saver_factory: Callable[..., Any] | None) -> Iterator[Any]:
-        from langgraph.checkpoint.postgres import PostgresSaver
-
         # The saver takes a connection for its life (it serialises its own use with a lock);
         # one per checkpointer, so many threads driving runs do not queue on one connection.
         with self._raw("checkpoints") as raw:
-            yield (saver_factory or PostgresSaver)(raw)
+            yield (saver_factory or compact_postgres_saver())(raw)
 
     def checkpointer(self, *, saver_factory: Callable[..., Any] | None = None
                      ) -> AbstractContextManager[BaseCheckpointSaver[Any]]:
@@ -311,6 +310,16 @@ class PostgresBackend:
 def _first_value(row: Any) -> Any:
     """The first column of a row from a dict_row or tuple cursor."""
     return next(iter(row.values())) if isinstance(row, dict) else row[0]
+
+
+@functools.cache
+def compact_postgres_saver() -> type[Any]:
+    """PostgresSaver with integer channel versions (checkpoints.saver.IntegerVersions)."""
+    from langgraph.checkpoint.postgres import PostgresSaver
+
+    from checkpoints.saver import IntegerVersions
+
+    return type("CompactPostgresSaver", (IntegerVersions, PostgresSaver), {})
 
 
 def _first(exc: BaseException) -> str:
