@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -359,6 +360,12 @@ class PostgresBackend:
                     conn = PgConnection(raw)
                     applied += apply_migrations(conn, "postgres", begin=conn.begin,
                                                 commit=conn.commit, stores=[store])
+                raw.execute("RESET search_path")
+                from checkpoints.domain import grant_worker_everywhere
+
+                # Last, so it covers every store: the role workers connect as (no DDL, no RLS
+                # bypass) may read and write rows in each of them.
+                grant_worker_everywhere(raw, self.schema_prefix)
             finally:
                 raw.execute("RESET search_path")
                 raw.execute("SELECT pg_advisory_unlock(hashtext(%s))",
@@ -444,6 +451,7 @@ def _saver_version(raw: Any) -> int:
         return 0
     return int(raw.execute("SELECT coalesce(max(v) + 1, 0) AS v FROM checkpoint_migrations"
                            ).fetchone()["v"])
+
 
 
 @functools.cache

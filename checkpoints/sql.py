@@ -9,8 +9,8 @@ a store keeps one body of SQL; what differs (DDL, locking) lives in each store's
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
 
@@ -83,12 +83,36 @@ def to_psycopg(sql: str) -> str:
     return "".join(out)
 
 
+@contextmanager
+def transaction_of(conn: Any, begin: Callable[[Any], object] | None = None) -> Iterator[Any]:
+    """`conn.begin()` (or `begin(conn)`), then commit on leaving the block, or roll back on an
+    exception."""
+    if begin is None:
+        conn.begin()
+    else:
+        begin(conn)
+    try:
+        yield conn
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
+
+
+def dialect_of(conn: Any) -> str:
+    """"postgres" for a PgConnection (or a wrapper that says so), else "sqlite": how a store
+    picks its row of a dialect table."""
+    return str(getattr(conn, "dialect", "sqlite"))
+
+
 class PgConnection:
     """A psycopg 3 connection (autocommit outside explicit transactions) with the sqlite3 face.
 
     `execute` outside a transaction autocommits, as the stores' SQLite connections do
     (isolation_level=None); `begin()` opens a transaction that `commit()` or `rollback()` ends.
     """
+
+    dialect = "postgres"
 
     def __init__(self, conn: Any, *, release: Any = None) -> None:
         self.raw = conn
@@ -126,16 +150,9 @@ class PgConnection:
             except Rollback:  # pragma: no cover - psycopg swallows its own Rollback
                 pass
 
-    @contextmanager
-    def transaction(self) -> Iterator[PgConnection]:
+    def transaction(self) -> AbstractContextManager[PgConnection]:
         """Statements inside commit together, or not at all on an exception."""
-        self.begin()
-        try:
-            yield self
-        except BaseException:
-            self.rollback()
-            raise
-        self.commit()
+        return transaction_of(self)
 
     def close(self) -> None:
         if self._tx is not None:

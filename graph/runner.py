@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ from langgraph.types import Command
 from pydantic import ValidationError
 
 from checkpoints.backend import DEFAULT_POOL_SIZE, DEFAULT_SCHEMA_PREFIX, Backend, open_backend
+from checkpoints.domain import for_tenant, install_domain, is_installed
 from checkpoints.runs import RunRecord, RunStore, new_lease_owner
 from checkpoints.saver import DURABILITY, thread_config
 from graph.approvals import check_decision, held_digest
@@ -81,6 +83,8 @@ class Home:
         return self.root / "checkpoints.db"
 
     def domain_db(self, workflow: Workflow) -> Path:
+        """The workflow's SQLite database file (on PostgreSQL its data is the store named
+        after the workflow, checkpoints.domain, and this file is not used)."""
         return self.root / workflow.db_filename
 
 
@@ -161,7 +165,7 @@ class Runner:
         self._recorders: dict[str, Recorder] = {}
         self._savers = ExitStack()
         self._saver: BaseCheckpointSaver[Any] | None = None
-        self._domain_dbs: dict[str, sqlite3.Connection] = {}
+        self._domain_dbs: dict[str, Any] = {}
         self._model_cache: dict[str, tuple[BaseChatModel, BaseChatModel]] = {}
         self._registries: dict[str, ToolRegistry] = {}
 
@@ -197,12 +201,18 @@ class Runner:
         if conn is not None:
             conn.close()
 
-    def _domain_db(self, workflow: Workflow) -> sqlite3.Connection:
+    def _domain_db(self, workflow: Workflow) -> Any:
         """The runner's connection to the workflow's database, opened (and checked) once:
-        closing the last connection to a WAL database checkpoints it, which costs a sync."""
+        closing the last connection to a WAL database checkpoints it, which costs a sync.
+        Not bound to a tenant: a run reaches it through `for_tenant` (row-level security on
+        PostgreSQL shows nothing to a connection bound to no tenant)."""
         if workflow.name not in self._domain_dbs:
             self._domain_dbs[workflow.name] = self._open_domain_db(workflow)
         return self._domain_dbs[workflow.name]
+
+    def _backend(self) -> Backend:
+        """The backend the domain data lives on: the runner's own."""
+        return self.backend
 
     @contextmanager
     def _checkpointer(self) -> Iterator[BaseCheckpointSaver[Any]]:
@@ -233,11 +243,32 @@ class Runner:
     # Setup ---------------------------------------------------------------------------------
 
     def ensure_domain_db(self, workflow: Workflow, *, reset: bool = False) -> Path:
-        """Build the workflow's sample database if it is missing (or when reset)."""
+        """Build the workflow's sample database if it is missing (or when reset). On
+        PostgreSQL the workflow's `build_db` writes a SQLite file aside, whose tables are
+        installed in the workflow's store under row-level security (checkpoints.domain; the
+        owner role does this, not the workers')."""
         path = self.home.domain_db(workflow)
-        if reset or not path.exists():
-            self.close_domain_db(workflow)
-            workflow.build_db(path)
+        if not self.home.database_url:
+            if reset or not path.exists():
+                self.close_domain_db(workflow)
+                workflow.build_db(path)
+            return path
+        backend = self._backend()
+        if not reset:
+            probe = backend.connect(workflow.name)
+            try:
+                if is_installed(probe):
+                    return path
+            finally:
+                probe.close()
+        self.close_domain_db(workflow)
+        with tempfile.TemporaryDirectory(prefix="signoff-seed-") as aside:
+            built = Path(aside) / workflow.db_filename
+            workflow.build_db(built)
+            try:
+                install_domain(backend, workflow.name, built)
+            except ValueError as exc:
+                raise SignoffError(f"cannot install the {workflow.name} data: {exc}") from None
         return path
 
     def load_policy(self, workflow: Workflow) -> tuple[Policy | None, str | None]:
@@ -306,8 +337,8 @@ class Runner:
             raise SignoffError(f"the subject is longer than {MAX_SUBJECT_CHARS} characters")
         if any(ch in subject for ch in "\r\n"):
             raise SignoffError("the subject must be one line")
-        return workflow.intake(self._domain_db(workflow), tenant_id=tenant_id, email=email,
-                               subject=subject, body=body)
+        return workflow.intake(for_tenant(self._domain_db(workflow), tenant_id),
+                               tenant_id=tenant_id, email=email, subject=subject, body=body)
 
     def model_settings(self) -> dict[str, Any]:
         """The planner's and checker's settings as a run records them (no API key)."""
@@ -448,7 +479,15 @@ class Runner:
         finally:
             self.runs.release_lease(run_id, self.owner)
 
-    def _open_domain_db(self, workflow: Workflow) -> sqlite3.Connection:
+    def _open_domain_db(self, workflow: Workflow) -> Any:
+        if self.home.database_url:
+            conn = self._backend().connect(workflow.name)
+            if not is_installed(conn):
+                conn.close()
+                raise DamagedData(f"the {workflow.name} data is not installed in "
+                                  f"{self._backend().describe()}: install it with "
+                                  f"`signoff demo --workflow {workflow.name}` as the owner role")
+            return conn
         path = self.home.domain_db(workflow)
         try:
             conn = workflow.open_db(path)
@@ -461,7 +500,7 @@ class Runner:
     def _requester_role(self, workflow: Workflow, policy: Policy | None, requester: str,
                         ticket: SampleTicket) -> str | None:
         """The role recorded with the run (opening the domain db also checks it is usable)."""
-        db = self._domain_db(workflow)
+        db = for_tenant(self._domain_db(workflow), ticket.tenant_id)
         if workflow.requester_role is not None:
             return workflow.requester_role(db, requester, ticket)
         roles = policy.roles_of(requester, ticket.tenant_id) if policy else []
@@ -571,7 +610,9 @@ class Runner:
                      driven: list[bool]) -> RunResult:
         policy, policy_error = self.load_policy(workflow)
         planner, checker = self._models(workflow)
-        db = self._domain_db(workflow)
+        # Every transaction of the drive sets the run's tenant first (row-level security on
+        # PostgreSQL): the tenant comes from the run's record, never from what a model wrote.
+        db = for_tenant(self._domain_db(workflow), record.tenant_id)
         recorder = self._recorder(workflow)
         if recorder is not None:
             self._flush_outbox(recorder)

@@ -92,7 +92,8 @@ def backend_home(request: pytest.FixtureRequest, home: Path,
 
 @pytest.fixture
 def backend_runner(backend_home: Home) -> Iterator[Runner]:
-    """`runner` on each backend of the grid (a test module makes it its `runner`)."""
+    """`runner` on each backend of the grid: traces on, the support data freshly installed
+    (on PostgreSQL, in the store `<prefix>support` under row-level security)."""
     r = Runner(backend_home, recorder_factory=recorder_factory(), price=price_fn())
     r.ensure_domain_db(get_workflow("support"), reset=True)
     yield r
@@ -111,3 +112,13 @@ def saver_of(home: Home) -> Iterator[Any]:
     """The checkpointer of `home`, on its backend, closed on exit."""
     with closing(home.open_backend()) as backend, backend.checkpointer() as saver:
         yield saver
+
+
+@pytest.fixture(scope="session")
+def seeded_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample support database, built once (tests copy it before they change it)."""
+    from tools.support.seed import build_support_db
+
+    path = tmp_path_factory.mktemp("support") / "support.db"
+    build_support_db(path)
+    return path

@@ -5,7 +5,9 @@ customer or tenant, within a window), `policy check` validates them with their l
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
@@ -15,6 +17,8 @@ from cli.main import app
 from graph.observe import recorder_factory
 from graph.runner import Home, Runner
 from graph.workflows import get_workflow
+from tests.conftest import BACKENDS
+from tests.domain_grid import domain_rows
 from tools.ledger import commit_once, ensure_ledger
 from verifiers.aggregates import Aggregate, parse_window
 from verifiers.expr import ExprError
@@ -36,26 +40,25 @@ def refund_49(runner: Runner, n: int) -> tuple[str, str | None, str]:
     return result.status, result.reason, result.run_id
 
 
-def test_four_small_refunds_on_one_order_are_not_all_automatic(runner: Runner,
-                                                               home: Path) -> None:
-    outcomes = [refund_49(runner, n) for n in range(4)]
+def test_four_small_refunds_on_one_order_are_not_all_automatic(backend_runner: Runner,
+                                                               backend_home: Home) -> None:
+    outcomes = [refund_49(backend_runner, n) for n in range(4)]
     assert outcomes[0][0] == "resolved"
     for status, reason, _ in outcomes[1:]:
         assert status == "waiting_approval"
         assert reason and reason.startswith("held by refund.cumulative_on_order: more than "
                                             "$50.00 refunded on one order within 30 days")
-    with sqlite3.connect(home / "support.db") as conn:
-        assert conn.execute("SELECT SUM(amount_cents) FROM refunds WHERE order_id = "
-                            "'ORD-10048'").fetchone()[0] == 4900
+    assert domain_rows(backend_home, "support", "SELECT SUM(amount_cents) FROM refunds WHERE "
+                       "order_id = 'ORD-10048'") == [(4900,)]
     explained = CliRunner().invoke(app, ["policy", "explain", outcomes[1][2]]).stdout
     assert "gate        yellow  rule refund.cumulative_on_order [support.toml:" in explained
     assert "when aggregates.refunded_on_order_30d + args.amount_cents > 5000]" in explained
     assert "aggregate refunded_on_order_30d = 4900" in explained
 
 
-def test_refunds_older_than_the_window_do_not_count(home: Path) -> None:
+def test_refunds_older_than_the_window_do_not_count(backend_home: Home) -> None:
     now = [1_800_000_000.0]
-    runner = Runner(Home(home), recorder_factory=recorder_factory(), clock=lambda: now[0])
+    runner = Runner(backend_home, recorder_factory=recorder_factory(), clock=lambda: now[0])
     try:
         runner.ensure_domain_db(SUPPORT, reset=True)
         assert refund_49(runner, 0)[0] == "resolved"
@@ -73,14 +76,34 @@ class _Out(BaseModel):
     ok: bool = True
 
 
-def ledger_with(rows: list[tuple[str, str, str, dict[str, object], float]]) -> sqlite3.Connection:
-    """A ledger holding (tenant, customer, tool, args, committed_at) rows."""
-    conn = sqlite3.connect(":memory:")
-    ensure_ledger(conn)
-    for n, (tenant, customer, tool, args, at) in enumerate(rows):
-        commit_once(conn, key=f"k{n}", run_id=f"run-{n}", step=1, tool=tool, args=args,
-                    apply=_Out, clock=lambda at=at: at, tenant_id=tenant, customer_id=customer)
-    return conn
+Rows = list[tuple[str, str, str, dict[str, object], float]]
+
+
+@pytest.fixture(params=BACKENDS)
+def ledger_with(request: pytest.FixtureRequest) -> Iterator[Callable[[Rows], Any]]:
+    """Makes a ledger holding (tenant, customer, tool, args, committed_at) rows, on each
+    backend: an in-memory SQLite database, or a PostgreSQL schema of its own."""
+    def fill(conn: Any, rows: Rows) -> Any:
+        ensure_ledger(conn)
+        for n, (tenant, customer, tool, args, at) in enumerate(rows):
+            commit_once(conn, key=f"k{n}", run_id=f"run-{n}", step=1, tool=tool, args=args,
+                        apply=_Out, clock=lambda at=at: at, tenant_id=tenant,
+                        customer_id=customer)
+        return conn
+
+    if request.param == "sqlite":
+        yield lambda rows: fill(sqlite3.connect(":memory:"), rows)
+        return
+    import psycopg
+
+    from checkpoints.sql import PgConnection
+    from tests.pg import pg_schemas
+
+    with pg_schemas() as (url, prefix):
+        with psycopg.connect(url, autocommit=True) as raw:
+            raw.execute(f'CREATE SCHEMA "{prefix}ledger"')
+            raw.execute(f'SET search_path TO "{prefix}ledger"')
+            yield lambda rows: fill(PgConnection(raw), rows)
 
 
 ROWS = [("acme", "CUS-1", "create_refund_request", {"order_id": "O-1", "amount_cents": 100}, 0.0),
@@ -99,14 +122,15 @@ ROWS = [("acme", "CUS-1", "create_refund_request", {"order_id": "O-1", "amount_c
     ("customer", None, None, 2),                  # a count
 ])
 def test_aggregate_values(per: str, sum_arg: str | None, window: float | None,
-                          expected: int) -> None:
+                          expected: int, ledger_with: Callable[[Rows], Any]) -> None:
     conn = ledger_with(ROWS)
     aggregate = Aggregate("x", ("create_refund_request",), sum_arg, per, window)
     assert aggregate.value(conn, tenant_id="acme", customer_id="CUS-1",
                            args={"order_id": "O-2", "amount_cents": 1}, now=100.0) == expected
 
 
-def test_an_aggregate_that_cannot_be_computed_is_an_expression_error() -> None:
+def test_an_aggregate_that_cannot_be_computed_is_an_expression_error(
+        ledger_with: Callable[[Rows], Any]) -> None:
     conn = ledger_with([])
     per_order = Aggregate("x", ("create_refund_request",), "amount_cents", "order_id", None)
     with pytest.raises(ExprError, match="no argument 'order_id'"):

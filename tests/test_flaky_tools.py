@@ -4,7 +4,6 @@ ever leaves half a mutation behind."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,6 +14,7 @@ from pydantic import BaseModel
 
 from graph.runner import Home, Runner, RunResult
 from graph.workflows import get_workflow
+from tests.domain_grid import domain_rows
 from tools.base import ToolContext, ToolSpec, TransientToolError
 from tools.support import FaultPlan
 
@@ -37,12 +37,12 @@ class FakeClock:
 
 @dataclass
 class Drive:
-    home: Path
+    home: Home
     clock: FakeClock = field(default_factory=FakeClock)
     backoffs: list[float] = field(default_factory=list)
 
     def run(self, ticket_id: str, tool_faults: Any) -> RunResult:
-        runner = Runner(Home(self.home), tool_faults=tool_faults, clock=self.clock,
+        runner = Runner(self.home, tool_faults=tool_faults, clock=self.clock,
                         sleep=self.backoffs.append)
         try:
             return runner.start("support", TICKETS[ticket_id], requester="agent@acme.example")
@@ -50,28 +50,35 @@ class Drive:
             runner.close()
 
     def rows(self, run_id: str, table: str) -> int:
-        conn = sqlite3.connect(self.home / "support.db")
-        try:
-            return conn.execute(f"SELECT COUNT(*) FROM {table} WHERE run_id = ?",
-                                (run_id,)).fetchone()[0]
-        finally:
-            conn.close()
+        return int(domain_rows(self.home, "support", f"SELECT COUNT(*) FROM {table} WHERE "
+                               "run_id = ?", (run_id,))[0][0])
 
     def usage(self, run_id: str) -> dict[str, Any]:
         from checkpoints.saver import open_checkpointer, thread_config
 
-        with open_checkpointer(self.home / "checkpoints.db") as saver:
+        with open_checkpointer(self.home.checkpoints_db) as saver:
             saved = saver.get_tuple(thread_config(run_id))  # type: ignore[arg-type]
         assert saved is not None
         return dict(saved.checkpoint["channel_values"]["usage"])
 
 
-@pytest.fixture
-def drive(tmp_path: Path) -> Drive:
-    runner = Runner(Home(tmp_path))
+def seeded_drive(home: Home) -> Drive:
+    runner = Runner(home)
     runner.ensure_domain_db(WORKFLOW, reset=True)
     runner.close()
-    return Drive(tmp_path)
+    return Drive(home)
+
+
+@pytest.fixture
+def drive(tmp_path: Path) -> Drive:
+    return seeded_drive(Home(tmp_path))
+
+
+@pytest.fixture
+def backend_drive(backend_home: Home) -> Drive:
+    """`drive` on each backend of the grid, for the tests about what a failure leaves in the
+    domain data and the ledger."""
+    return seeded_drive(backend_home)
 
 
 def test_transient_failures_within_budget_are_retried_with_backoff(drive: Drive) -> None:
@@ -85,15 +92,15 @@ def test_transient_failures_within_budget_are_retried_with_backoff(drive: Drive)
     assert drive.backoffs == [0.05, 0.1, 0.05, 0.1]
 
 
-def test_past_the_retry_budget_the_run_falls_back_with_no_mutation(drive: Drive) -> None:
-    result = drive.run("TKT-1001", FaultPlan(fail_first={"create_refund_request": 99}))
+def test_past_the_retry_budget_the_run_falls_back_with_no_mutation(backend_drive: Drive) -> None:
+    result = backend_drive.run("TKT-1001", FaultPlan(fail_first={"create_refund_request": 99}))
     assert result.status == "failed"
     assert result.reason is not None
     assert f"create_refund_request kept failing after {RETRY_BUDGET} retries" in result.reason
-    assert drive.rows(result.run_id, "refunds") == 0
-    assert drive.rows(result.run_id, "mutation_ledger") == 0
-    assert drive.rows(result.run_id, "ticket_notes") == 0
-    assert len(drive.backoffs) == RETRY_BUDGET
+    assert backend_drive.rows(result.run_id, "refunds") == 0
+    assert backend_drive.rows(result.run_id, "mutation_ledger") == 0
+    assert backend_drive.rows(result.run_id, "ticket_notes") == 0
+    assert len(backend_drive.backoffs) == RETRY_BUDGET
 
 
 def test_the_retry_budget_is_per_run_not_per_call(drive: Drive) -> None:
@@ -128,15 +135,16 @@ class FailAfterWriting:
         return replace(spec, run=run)
 
 
-def test_a_failure_after_the_write_leaves_no_partial_mutation(drive: Drive) -> None:
-    retried = drive.run("TKT-1001", FailAfterWriting("create_refund_request", failures=2))
+def test_a_failure_after_the_write_leaves_no_partial_mutation(backend_drive: Drive) -> None:
+    retried = backend_drive.run("TKT-1001", FailAfterWriting("create_refund_request", failures=2))
     assert retried.status == "resolved"
-    assert drive.rows(retried.run_id, "refunds") == 1  # two rolled back, one committed
+    assert backend_drive.rows(retried.run_id, "refunds") == 1  # two rolled back, one committed
 
-    exhausted = drive.run("TKT-1004", FailAfterWriting("create_refund_request", failures=99))
+    exhausted = backend_drive.run("TKT-1004",
+                                  FailAfterWriting("create_refund_request", failures=99))
     assert exhausted.status == "failed"
-    assert drive.rows(exhausted.run_id, "refunds") == 0
-    assert drive.rows(exhausted.run_id, "mutation_ledger") == 0
+    assert backend_drive.rows(exhausted.run_id, "refunds") == 0
+    assert backend_drive.rows(exhausted.run_id, "mutation_ledger") == 0
 
 
 def test_a_slow_tool_within_the_wall_budget_only_costs_time(drive: Drive) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from tests.conftest import BACKENDS
 from tools.base import ToolContext, ToolError, TransientToolError, validation_summary
 from tools.support import queries
 from tools.support.faults import FaultPlan
@@ -24,21 +25,56 @@ from tools.support.tools import support_registry
 FIXED_NOW = datetime(2026, 10, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def seeded_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("support") / "support.db"
-    build_support_db(path)
-    return path
-
-
 @pytest.fixture
-def conn(seeded_file: Path, tmp_path: Path) -> Iterator[sqlite3.Connection]:
+def sqlite_conn(seeded_file: Path, tmp_path: Path) -> Iterator[sqlite3.Connection]:
     """A private copy of the seeded database per test, so mutations do not leak."""
     copy = tmp_path / "support.db"
     copy.write_bytes(seeded_file.read_bytes())
     connection = open_support_db(copy)
     yield connection
     connection.close()
+
+
+@pytest.fixture(scope="module")
+def installed(seeded_file: Path) -> Iterator[Any]:
+    """The seeded data installed once in a PostgreSQL store of its own (checkpoints.domain)."""
+    from checkpoints.backend import PostgresBackend
+    from checkpoints.domain import install_domain
+    from tests.pg import pg_schemas
+
+    with pg_schemas() as (url, prefix):
+        backend = PostgresBackend(url, schema_prefix=prefix)
+        install_domain(backend, "support", seeded_file)
+        try:
+            yield backend
+        finally:
+            backend.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def conn(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The seeded database on each backend of the grid: a private SQLite copy, or the
+    PostgreSQL store inside a transaction rolled back after the test (the owner's connection:
+    the tools' own tenant filters are what these tests check; tests/test_tenant_isolation.py
+    checks the database's)."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("sqlite_conn")
+        return
+    connection = request.getfixturevalue("installed").connect("support")
+    connection.begin()
+    try:
+        yield connection
+    finally:
+        connection.rollback()
+        connection.close()
+
+
+def begin(conn: Any) -> None:
+    """Open a transaction the test then ends (the caller's transaction, as execute's)."""
+    if hasattr(conn, "begin"):
+        conn.begin()
+    else:
+        conn.execute("BEGIN")
 
 
 def ctx_for(conn: sqlite3.Connection, ticket_id: str, run_id: str = "run-1") -> ToolContext:
@@ -79,7 +115,9 @@ def test_sample_ticket_ids_do_not_depend_on_the_seed(tmp_path: Path) -> None:
     other.close()
 
 
-def test_seed_has_the_promised_shape(conn: sqlite3.Connection) -> None:
+def test_seed_has_the_promised_shape(sqlite_conn: sqlite3.Connection) -> None:
+    conn = sqlite_conn
+
     def scalar(sql: str) -> Any:
         return conn.execute(sql).fetchone()[0]
 
@@ -156,7 +194,9 @@ def test_open_other_sqlite_database_is_rejected(tmp_path: Path) -> None:
         open_support_db(path)
 
 
-def test_open_sets_foreign_keys_and_row_factory(conn: sqlite3.Connection) -> None:
+def test_open_sets_foreign_keys_and_row_factory(sqlite_conn: sqlite3.Connection) -> None:
+    conn = sqlite_conn
+
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert conn.row_factory is sqlite3.Row
     with pytest.raises(sqlite3.IntegrityError):
@@ -357,7 +397,9 @@ def test_new_ids_depend_only_on_db_content(seeded_file: Path, tmp_path: Path) ->
 
 def test_tools_do_not_commit(conn: sqlite3.Connection) -> None:
     ctx = ctx_for(conn, "TKT-1001")
-    conn.execute("BEGIN")
+    if conn.in_transaction:
+        conn.rollback()  # the grid's PostgreSQL cell runs each test in one
+    begin(conn)
     out = call(conn, ctx, "create_refund_request", order_id="ORD-10001", amount_cents=1800,
                reason="damaged mug set")
     note = call(conn, ctx, "add_ticket_note", ticket_id="TKT-1001", body="refund requested")
@@ -442,7 +484,9 @@ def test_scope_without_customer_or_ticket_checks_only_the_tenant(
         "order ORD-10012 belongs to another tenant")
 
 
-def test_scope_fails_closed(conn: sqlite3.Connection) -> None:
+def test_scope_fails_closed(sqlite_conn: sqlite3.Connection) -> None:
+    conn = sqlite_conn
+
     spec = support_registry().get("create_refund_request")
     ctx = ctx_for(conn, "TKT-1001")
     assert spec.scope(ctx, {"amount_cents": 100}).startswith("scope check failed")

@@ -6,30 +6,54 @@ from __future__ import annotations
 import functools
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from checkpoints.sql import dialect_of, transaction_of
 from tools.base import ScopeFn, ToolContext
 
 Clock = Callable[[], datetime]
+
+ID_COUNTERS = "signoff_ids"
+"""On PostgreSQL, the last number handed out per id prefix, across tenants: row-level security
+hides other tenants' rows from `next_id`'s MAX, and ids are primary keys across tenants. It
+holds numbers only, no tenant data (checkpoints.domain creates and fills it)."""
+WRITE_LOCK = "SELECT pg_advisory_xact_lock(hashtext('signoff_domain:' || current_schema()))"
+"""On PostgreSQL, what BEGIN IMMEDIATE is on SQLite: one writer at a time per domain store,
+held until the transaction ends."""
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def next_id(conn: sqlite3.Connection, table: str, column: str, prefix: str) -> str:
+def next_id(conn: Any, table: str, column: str, prefix: str) -> str:
     """The next id after the largest one with `prefix` (e.g. RF-00013): deterministic given the
     database content. Ids are primary keys across tenants, so this is the one read not filtered
     by tenant; it returns only a number. table/column/prefix are the caller's constants."""
+    return f"{prefix}{next_number(conn, table, column, prefix):05d}"
+
+
+def next_number(conn: Any, table: str, column: str, prefix: str, *, at_least: int = 1) -> int:
+    """The number after the largest id `prefix<number>` in `table.column`, and at least
+    `at_least`; call it inside the write transaction that inserts the row. On PostgreSQL the
+    tenant's own rows are all it may read, so the counter in ID_COUNTERS (numbers only) keeps
+    the largest number handed out in any tenant."""
     row = conn.execute(
         f"SELECT MAX(CAST(substr({column}, ?) AS INTEGER)) FROM {table} WHERE {column} LIKE ?",
         (len(prefix) + 1, prefix + "%"),
     ).fetchone()
-    return f"{prefix}{(row[0] or 0) + 1:05d}"
+    number = max(int(row[0] or 0) + 1, at_least)
+    if dialect_of(conn) == "postgres":
+        number = int(conn.execute(
+            f"INSERT INTO {ID_COUNTERS} (table_name, column_name, prefix, last)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (table_name, column_name, prefix) DO UPDATE"
+            f" SET last = GREATEST({ID_COUNTERS}.last + 1, excluded.last) RETURNING last",
+            (table, column, prefix, number)).fetchone()[0])
+    return number
 
 
 def arg(args: Any, name: str) -> Any:
@@ -39,21 +63,26 @@ def arg(args: Any, name: str) -> Any:
     return getattr(args, name)
 
 
-@contextmanager
-def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """A transaction that holds the write lock from its first statement (BEGIN IMMEDIATE), so
-    a read-then-insert such as "next ticket id" cannot interleave with another process doing
-    the same: the second waits (the connection's busy timeout) and reads the first's row.
-    Commits on success, rolls back on any exception."""
+def begin_write(conn: Any) -> None:
+    """Open a transaction that holds the domain's write lock from its first statement: BEGIN
+    IMMEDIATE on SQLite; on PostgreSQL a transaction (a tenant-bound connection sets the run's
+    tenant first, checkpoints.domain) whose first statement takes WRITE_LOCK. Reads after it
+    see every writer that committed before (READ COMMITTED takes a snapshot per statement)."""
     if conn.in_transaction:
         conn.rollback()  # never build on a transaction someone else left open
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.rollback()
-        raise
-    conn.commit()
+    if dialect_of(conn) == "postgres":
+        conn.begin()
+        conn.execute(WRITE_LOCK)
+    else:
+        conn.execute("BEGIN IMMEDIATE")
+
+
+def write_transaction(conn: Any) -> AbstractContextManager[Any]:
+    """A transaction that holds the write lock from its first statement (begin_write), so
+    a read-then-insert such as "next ticket id" cannot interleave with another process doing
+    the same: the second waits (the connection's busy timeout, or the lock) and reads the
+    first's row. Commits on success, rolls back on any exception."""
+    return transaction_of(conn, begin=begin_write)
 
 
 def fail_closed(check: Callable[[ToolContext, Any], str | None]) -> ScopeFn:

@@ -1,8 +1,9 @@
-"""The idempotency ledger: a mutation and its key commit in one SQLite transaction.
+"""The idempotency ledger: a mutation and its key commit in one transaction of the domain database.
 
 LangGraph re-runs a node from its top on resume and re-runs later nodes on replay, so
-exactly-once must come from here. `commit_once` opens an IMMEDIATE transaction on the domain
-database, returns the recorded result when the key is already there, and otherwise runs the
+exactly-once must come from here. `commit_once` opens a write transaction on the domain
+database (tools.common.begin_write: BEGIN IMMEDIATE on SQLite, the domain's advisory lock on
+PostgreSQL), returns the recorded result when the key is already there, and otherwise runs the
 tool and inserts the key before committing. A crash before the commit leaves neither the
 effect nor the key; a crash after it leaves both.
 
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,9 +28,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from checkpoints.sql import Connection, dialect_of
 from tools.base import ExternalCall
+from tools.common import begin_write
 
-LEDGER_SCHEMA = """
+_LEDGER_DDL = """
 CREATE TABLE IF NOT EXISTS mutation_ledger (
     key TEXT PRIMARY KEY,
     run_id TEXT NOT NULL,
@@ -38,16 +40,86 @@ CREATE TABLE IF NOT EXISTS mutation_ledger (
     tool TEXT NOT NULL,
     args TEXT NOT NULL,
     result TEXT NOT NULL,
-    committed_at REAL NOT NULL,
+    committed_at {real} NOT NULL,
     tenant_id TEXT,
     customer_id TEXT
 )
 """
+LEDGER_SCHEMA = _LEDGER_DDL.format(real="REAL")
 LEDGER_INDEX = ("CREATE INDEX IF NOT EXISTS mutation_ledger_scope"
                 " ON mutation_ledger (tenant_id, tool, committed_at)")
 SCOPE_COLUMNS = ("tenant_id", "customer_id")
 """Who a mutation was made for: what cumulative limits (verifiers.aggregates) group by.
 Added to ledgers created before them; rows from then have NULL there."""
+
+_INTENT_DDL = """
+CREATE TABLE IF NOT EXISTS external_intents (
+    key TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    tool TEXT NOT NULL,
+    system TEXT NOT NULL,
+    request TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'confirmed')),
+    external_id TEXT,
+    created_at {real} NOT NULL,
+    confirmed_at {real},
+    tenant_id TEXT
+)
+"""
+INTENT_SCHEMA = _INTENT_DDL.format(real="REAL")
+
+
+@dataclass(frozen=True)
+class LedgerDialect:
+    """The ledger's SQL that differs between SQLite and PostgreSQL; everything else is shared."""
+
+    tables: Mapping[str, str]
+    """Table -> CREATE statement, for the tables `ensure_ledger` creates when missing."""
+    in_transaction: tuple[str, ...]
+    """CREATE ... IF NOT EXISTS run inside each commit, keeping a SQLite ledger self-contained
+    (a file built by any tool gets its ledger with its first mutation). None on Postgres: the
+    owner installs the tables, and the worker role may not create any."""
+    table_exists: str
+    columns: str
+    arg_number: str
+    """The numeric value of argument {name} of a ledger row's args (JSON text)."""
+    arg_equals: str
+    """Argument {name} of a ledger row's args equals the parameter."""
+    arg_param: Callable[[Any], Any]
+    """The parameter `arg_equals` compares with, from the Python value."""
+
+
+LEDGER_DIALECTS: dict[str, LedgerDialect] = {
+    "sqlite": LedgerDialect(
+        tables={"mutation_ledger": LEDGER_SCHEMA},
+        in_transaction=(LEDGER_SCHEMA,),
+        table_exists="SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+        columns="SELECT name FROM pragma_table_info(?)",
+        arg_number="json_extract(args, '$.{name}')",
+        arg_equals="json_extract(args, '$.{name}') = ?",
+        arg_param=lambda value: value),
+    "postgres": LedgerDialect(
+        tables={"mutation_ledger": _LEDGER_DDL.format(real="DOUBLE PRECISION"),
+                "external_intents": _INTENT_DDL.format(real="DOUBLE PRECISION")},
+        in_transaction=(),
+        table_exists="SELECT 1 WHERE to_regclass(?) IS NOT NULL",
+        columns="SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND table_name = ?",
+        arg_number="(args::jsonb ->> '{name}')::numeric",
+        arg_equals="(args::jsonb -> '{name}') = ?::jsonb",
+        arg_param=lambda value: canonical_json(value)),
+}
+LEDGER_TABLES = ("mutation_ledger", "external_intents")
+"""The ledger's tables in a domain database (both hold a tenant column)."""
+
+
+def ledger_dialect(conn: Connection) -> LedgerDialect:
+    return LEDGER_DIALECTS[dialect_of(conn)]
+
+
+def _has_table(conn: Connection, table: str) -> bool:
+    return conn.execute(ledger_dialect(conn).table_exists, (table,)).fetchone() is not None
 
 
 def canonical_json(value: Any) -> str:
@@ -90,31 +162,36 @@ class LedgerOutcome:
     """True when the key was already committed and the recorded result was returned."""
 
 
-def ensure_ledger(conn: sqlite3.Connection) -> None:
-    """Create the ledger table if it is missing; a read when it exists, so that processes
-    opening the database at the same time do not contend for the write lock."""
-    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'"
-                          " AND name = 'mutation_ledger'").fetchone()
-    if exists is None:
-        conn.execute(LEDGER_SCHEMA)
-        conn.execute(LEDGER_INDEX)
-        conn.commit()
-        return
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(mutation_ledger)")}
-    missing = [c for c in SCOPE_COLUMNS if c not in columns]
-    for column in missing:
-        conn.execute(f"ALTER TABLE mutation_ledger ADD COLUMN {column} TEXT")
-    if missing:
-        conn.execute(LEDGER_INDEX)
+def ensure_ledger(conn: Connection) -> None:
+    """Create the ledger's tables if they are missing; a read when they exist, so that
+    processes opening the database at the same time do not contend for the write lock. A ledger
+    written by an earlier version gains its scope columns (their old rows have NULL there)."""
+    dialect = ledger_dialect(conn)
+    for table, ddl in dialect.tables.items():
+        if not _has_table(conn, table):
+            conn.execute(ddl)
+            if table == "mutation_ledger":
+                conn.execute(LEDGER_INDEX)
+    upgrades = (("mutation_ledger", SCOPE_COLUMNS), ("external_intents", ("tenant_id",)))
+    for table, wanted in upgrades:
+        if not _has_table(conn, table):
+            continue  # external_intents: created with the first external effect
+        columns = {row[0] for row in conn.execute(dialect.columns, (table,))}
+        missing = [c for c in wanted if c not in columns]
+        for column in missing:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+        if missing and table == "mutation_ledger":
+            conn.execute(LEDGER_INDEX)
+    if conn.in_transaction:
         conn.commit()
 
 
-def recorded(conn: sqlite3.Connection, key: str) -> dict[str, Any] | None:
+def recorded(conn: Connection, key: str) -> dict[str, Any] | None:
     row = conn.execute("SELECT result FROM mutation_ledger WHERE key = ?", (key,)).fetchone()
     return json.loads(row[0]) if row else None
 
 
-def commit_once(conn: sqlite3.Connection, *, key: str, run_id: str, step: int, tool: str,
+def commit_once(conn: Connection, *, key: str, run_id: str, step: int, tool: str,
                 args: dict[str, Any], apply: Callable[[], BaseModel],
                 clock: Callable[[], float] = time.time,
                 before_commit: Callable[[], None] | None = None,
@@ -128,11 +205,10 @@ def commit_once(conn: sqlite3.Connection, *, key: str, run_id: str, step: int, t
     `before_commit` is a fault-injection seam: it runs after the effect and the key are written
     and before COMMIT, so tests can kill the process at the worst moment.
     """
-    if conn.in_transaction:
-        conn.rollback()  # never build on a transaction someone else left open
-    conn.execute("BEGIN IMMEDIATE")
+    begin_write(conn)
     try:
-        conn.execute(LEDGER_SCHEMA)  # a no-op once it exists; keeps the ledger self-contained
+        for ddl in ledger_dialect(conn).in_transaction:
+            conn.execute(ddl)  # a no-op once it exists; keeps the ledger self-contained
         previous = recorded(conn, key)
         if previous is not None:
             conn.rollback()
@@ -156,7 +232,7 @@ def commit_once(conn: sqlite3.Connection, *, key: str, run_id: str, step: int, t
         raise
 
 
-def committed_total(conn: sqlite3.Connection, *, tools: Sequence[str], tenant_id: str,
+def committed_total(conn: Connection, *, tools: Sequence[str], tenant_id: str,
                     since: float | None = None, customer_id: str | None = None,
                     same_args: Mapping[str, Any] | None = None,
                     sum_arg: str | None = None) -> int:
@@ -164,14 +240,14 @@ def committed_total(conn: sqlite3.Connection, *, tools: Sequence[str], tenant_id
     mutations of `tools`, optionally only those for `customer_id`, those whose arguments
     equal `same_args`, and those committed at or after `since`. Read in the caller's
     transaction, so at commit it sees every mutation committed before this one."""
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'"
-                    " AND name = 'mutation_ledger'").fetchone() is None:
+    dialect = ledger_dialect(conn)
+    if not _has_table(conn, "mutation_ledger"):
         return 0  # commit_once creates the ledger with its first mutation: none yet
     # Argument names are JSON paths here: only identifiers (verifiers.policy checks them).
     for name in (*(same_args or {}), *([sum_arg] if sum_arg else [])):
         if not name.isidentifier():
             raise ValueError(f"not an argument name: {name!r}")
-    measure = (f"COALESCE(SUM(json_extract(args, '$.{sum_arg}')), 0)" if sum_arg
+    measure = (f"COALESCE(SUM({dialect.arg_number.format(name=sum_arg)}), 0)" if sum_arg
                else "COUNT(*)")
     sql = [f"SELECT {measure} FROM mutation_ledger WHERE tenant_id = ?",
            f"AND tool IN ({', '.join('?' * len(tools))})"]
@@ -183,8 +259,8 @@ def committed_total(conn: sqlite3.Connection, *, tools: Sequence[str], tenant_id
         sql.append("AND committed_at >= ?")
         params.append(since)
     for name, value in (same_args or {}).items():
-        sql.append(f"AND json_extract(args, '$.{name}') = ?")
-        params.append(value)
+        sql.append("AND " + dialect.arg_equals.format(name=name))
+        params.append(dialect.arg_param(value))
     return int(conn.execute(" ".join(sql), params).fetchone()[0])
 
 
@@ -194,33 +270,16 @@ def committed_total(conn: sqlite3.Connection, *, tools: Sequence[str], tenant_id
 # system's id, the local trace, the ledger key) after it. A pending intent found later means
 # "the call may or may not have landed": it is reconciled by asking the system about the key.
 
-INTENT_SCHEMA = """
-CREATE TABLE IF NOT EXISTS external_intents (
-    key TEXT PRIMARY KEY,
-    run_id TEXT NOT NULL,
-    step INTEGER NOT NULL,
-    tool TEXT NOT NULL,
-    system TEXT NOT NULL,
-    request TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('pending', 'confirmed')),
-    external_id TEXT,
-    created_at REAL NOT NULL,
-    confirmed_at REAL
-)
-"""
-
-
-def intent_status(conn: sqlite3.Connection, key: str) -> tuple[str, str | None] | None:
+def intent_status(conn: Connection, key: str) -> tuple[str, str | None] | None:
     """(status, external id) of the intent recorded for `key`, or None."""
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'"
-                    " AND name = 'external_intents'").fetchone() is None:
+    if not _has_table(conn, "external_intents"):
         return None
     row = conn.execute("SELECT status, external_id FROM external_intents WHERE key = ?",
                        (key,)).fetchone()
     return (row[0], row[1]) if row else None
 
 
-def commit_external(conn: sqlite3.Connection, *, key: str, run_id: str, step: int, tool: str,
+def commit_external(conn: Connection, *, key: str, run_id: str, step: int, tool: str,
                     args: dict[str, Any], call: ExternalCall,
                     clock: Callable[[], float] = time.time,
                     point: Callable[[str], None] | None = None,
@@ -239,12 +298,14 @@ def commit_external(conn: sqlite3.Connection, *, key: str, run_id: str, step: in
        "after_response", "before_commit").
     """
     hook = point or (lambda _name: None)
-    if conn.in_transaction:
-        conn.rollback()
-    conn.execute("BEGIN IMMEDIATE")
+    dialect = ledger_dialect(conn)
+    begin_write(conn)
     try:
-        conn.execute(LEDGER_SCHEMA)
-        conn.execute(INTENT_SCHEMA)
+        for ddl in dialect.in_transaction:
+            conn.execute(ddl)
+        if dialect.in_transaction:
+            conn.execute(INTENT_SCHEMA)
+            _add_intent_tenant(conn)
         previous = recorded(conn, key)
         if previous is not None:
             conn.rollback()
@@ -258,8 +319,9 @@ def commit_external(conn: sqlite3.Connection, *, key: str, run_id: str, step: in
                 raise CommitRefused(*refusal)
             conn.execute(
                 "INSERT INTO external_intents (key, run_id, step, tool, system, request,"
-                " status, created_at) VALUES (?,?,?,?,?,?,'pending',?)",
-                (key, run_id, step, tool, call.system, canonical_json(call.request), clock()))
+                " status, created_at, tenant_id) VALUES (?,?,?,?,?,?,'pending',?,?)",
+                (key, run_id, step, tool, call.system, canonical_json(call.request), clock(),
+                 tenant_id))
         conn.commit()
     except BaseException:
         conn.rollback()
@@ -269,7 +331,7 @@ def commit_external(conn: sqlite3.Connection, *, key: str, run_id: str, step: in
         hook("before_call")
         record = call.perform(hook)
     hook("after_response")
-    conn.execute("BEGIN IMMEDIATE")
+    begin_write(conn)
     try:
         previous = recorded(conn, key)
         if previous is not None:  # confirmed by another attempt meanwhile
@@ -291,3 +353,12 @@ def commit_external(conn: sqlite3.Connection, *, key: str, run_id: str, step: in
     except BaseException:
         conn.rollback()
         raise
+
+
+def _add_intent_tenant(conn: Connection) -> None:
+    """A SQLite intents table from before the tenant column gains it (inside the caller's
+    write transaction: a read when it is there)."""
+    columns = {row[0] for row in conn.execute(ledger_dialect(conn).columns,
+                                              ("external_intents",))}
+    if "tenant_id" not in columns:
+        conn.execute("ALTER TABLE external_intents ADD COLUMN tenant_id TEXT")

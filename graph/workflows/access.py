@@ -19,7 +19,7 @@ from tools.access import (
     open_access_db,
     queries,
 )
-from tools.common import write_transaction
+from tools.common import next_number, utc_now, write_transaction
 from verifiers import access as access_verifiers
 
 POLICY_PATH = Path(__file__).resolve().parents[2] / "verifiers" / "policies" / "access.toml"
@@ -49,12 +49,11 @@ def intake(conn: sqlite3.Connection, *, tenant_id: str, email: str, subject: str
     if employee is None:
         raise SignoffError(f"no employee with email {email!r} in tenant {tenant_id!r}")
     with write_transaction(conn):
-        last = conn.execute("SELECT MAX(CAST(SUBSTR(request_id, 5) AS INTEGER)) FROM requests"
-                            ).fetchone()[0] or 0
-        request_id = f"REQ-{max(last + 1, 5001)}"
+        request_id = f"REQ-{next_number(conn, 'requests', 'request_id', 'REQ-', at_least=5001)}"
         conn.execute("INSERT INTO requests (request_id, tenant_id, employee_id, subject, body,"
-                     " status, created_at) VALUES (?,?,?,?,?,'open',datetime('now'))",
-                     (request_id, tenant_id, employee["employee_id"], subject, body))
+                     " status, created_at) VALUES (?,?,?,?,?,'open',?)",
+                     (request_id, tenant_id, employee["employee_id"], subject, body,
+                      utc_now().strftime("%Y-%m-%d %H:%M:%S")))
     return SampleTicket(ticket_id=request_id, tenant_id=tenant_id,
                         customer_id=employee["employee_id"], customer_email=employee["email"],
                         subject=subject, body=body)

@@ -8,7 +8,7 @@ from pathlib import Path
 from graph.context import SampleTicket, Workflow
 from graph.errors import SignoffError
 from graph.workflows.support_planner import SupportPlanner
-from tools.common import write_transaction
+from tools.common import next_number, utc_now, write_transaction
 from tools.support import (
     build_support_db,
     load_sample_tickets,
@@ -45,14 +45,13 @@ def intake(conn: sqlite3.Connection, *, tenant_id: str, email: str, subject: str
     customer = queries.customer_by_email(conn, tenant_id, email)
     if customer is None:
         raise SignoffError(f"no customer with email {email!r} in tenant {tenant_id!r}")
-    with write_transaction(conn):
-        last = conn.execute("SELECT MAX(CAST(SUBSTR(ticket_id, 5) AS INTEGER)) FROM tickets"
-                            ).fetchone()[0] or 0
-        ticket_id = f"TKT-{max(last + 1, 5001)}"
+    with write_transaction(conn):  # ids are unique across tenants: read and insert as one
+        ticket_id = f"TKT-{next_number(conn, 'tickets', 'ticket_id', 'TKT-', at_least=5001)}"
         conn.execute(
             "INSERT INTO tickets (ticket_id, tenant_id, customer_id, subject, body, status,"
-            " created_at) VALUES (?,?,?,?,?,'open',datetime('now'))",
-            (ticket_id, tenant_id, customer["customer_id"], subject, body))
+            " created_at) VALUES (?,?,?,?,?,'open',?)",
+            (ticket_id, tenant_id, customer["customer_id"], subject, body,
+             utc_now().strftime("%Y-%m-%d %H:%M:%S")))
     return SampleTicket(ticket_id=ticket_id, tenant_id=tenant_id,
                         customer_id=customer["customer_id"], customer_email=customer["email"],
                         subject=subject, body=body)

@@ -38,10 +38,10 @@ TABLES: list[TableDef] = [
     ),
     TableDef(
         "order_items",
-        {"item_id": int, "order_id": str, "sku": str, "name": str, "qty": int,
-         "unit_price_cents": int},
+        {"item_id": int, "tenant_id": str, "order_id": str, "sku": str, "name": str,
+         "qty": int, "unit_price_cents": int},
         "item_id",
-        [("order_id", "orders", "order_id")],
+        [("tenant_id", "tenants", "tenant_id"), ("order_id", "orders", "order_id")],
         ["order_id"],
     ),
     TableDef(

@@ -124,8 +124,9 @@ def _add_order(
              status=status, placed_at=_ts(placed), shipped_at=shipped, total_cents=total,
              currency="USD")
     for sku, name, qty, price in items:
-        rows.add("order_items", item_id=len(rows.tables["order_items"]) + 1, order_id=order_id,
-                 sku=sku, name=name, qty=qty, unit_price_cents=price)
+        rows.add("order_items", item_id=len(rows.tables["order_items"]) + 1,
+                 tenant_id=tenant_id, order_id=order_id, sku=sku, name=name, qty=qty,
+                 unit_price_cents=price)
     for _ in range(captures):
         rows.add("payments", payment_id=rows.next_id("payments", "PAY-", 5), tenant_id=tenant_id,
                  order_id=order_id, amount_cents=total, status="captured",
