@@ -22,6 +22,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "signoff-home"
     monkeypatch.setenv("SIGNOFF_HOME", str(root))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.delenv("SIGNOFF_QUEUE_URL", raising=False)  # a test that queues sets its own
     return root
 
 
