@@ -3,7 +3,8 @@
     SIGNOFF_QUEUE_URL=postgresql://... signoff queue upgrade
     SIGNOFF_QUEUE_URL=postgresql://... signoff worker --concurrency 2
 
-The queue is SIGNOFF_QUEUE_URL, else SIGNOFF_DATABASE_URL when that is a postgresql URL.
+The queue is SIGNOFF_QUEUE_URL, else SIGNOFF_DATABASE_URL when that is a postgresql URL
+(SIGNOFF_QUEUE_URL=off: none).
 With one configured, `signoff run --queue` and the decision commands enqueue work for the
 workers instead of driving the run in this process.
 """
@@ -31,26 +32,40 @@ queue_app = GuardedTyper(no_args_is_help=True,
 app.add_typer(queue_app, name="queue")
 
 
+NO_QUEUE = "off"
+"""SIGNOFF_QUEUE_URL=off: no queue, even when SIGNOFF_DATABASE_URL names PostgreSQL (the
+stores there, runs driven by the command that starts or decides them)."""
+
+
 def queue_url(env: Mapping[str, str] | None = None) -> str | None:
     """The queue's URL: SIGNOFF_QUEUE_URL, else SIGNOFF_DATABASE_URL when it is a postgresql
-    URL; None when neither names one."""
+    URL; None when neither names one, or SIGNOFF_QUEUE_URL is `off`."""
     env = os.environ if env is None else env
     url = env.get("SIGNOFF_QUEUE_URL") or ""
+    if url == NO_QUEUE:
+        return None
     if url:
         if not url.startswith(POSTGRES_SCHEMES):
             raise SignoffError("SIGNOFF_QUEUE_URL must be a postgresql://... URL (the queue "
-                               "lives in PostgreSQL)")
+                               "lives in PostgreSQL), or off")
         return url
     database = env.get("SIGNOFF_DATABASE_URL") or ""
     return database if database.startswith(POSTGRES_SCHEMES) else None
 
 
 def require_queue_url(what: str) -> str:
-    """The queue's URL, or a one-line error saying how to configure one for `what`."""
+    """The queue's URL, or a one-line error saying how to configure one for `what` (or that
+    the queue's packages are not installed)."""
     url = queue_url()
     if url is None:
         raise SignoffError(f"{what} needs a queue: set SIGNOFF_QUEUE_URL=postgresql://... "
                            "(or SIGNOFF_DATABASE_URL to a postgresql URL)")
+    try:
+        import procrastinate  # noqa: F401
+        import psycopg  # noqa: F401
+    except ImportError:
+        raise SignoffError("the queue needs Procrastinate and psycopg, which are not "
+                           "installed: pip install 'signoff[postgres]'") from None
     return url
 
 
@@ -68,8 +83,9 @@ def enqueue(url: str, run_id: str) -> None:
     """Put a job driving `run_id` on the queue at `url` (none is added while one waits)."""
     from procrastinate.exceptions import ConnectorException
 
+    from checkpoints.backend import redact_url
     from worker.app import QueueSettings, create_app
-    from worker.queue import enqueue_run, redacted
+    from worker.queue import enqueue_run
 
     queue = create_app(QueueSettings(url=url))
     try:
@@ -77,7 +93,7 @@ def enqueue(url: str, run_id: str) -> None:
             enqueue_run(queue, run_id)
     except ConnectorException as exc:
         raise SignoffError(f"run {run_id} is recorded but could not be enqueued at "
-                           f"{redacted(url)} ({exc.__cause__ or exc}); a worker's sweep "
+                           f"{redact_url(url)} ({exc.__cause__ or exc}); a worker's sweep "
                            "enqueues it once the queue works") from None
 
 

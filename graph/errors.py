@@ -28,3 +28,8 @@ class StaleDecision(SignoffError):
 class DamagedData(SignoffError):
     """The data directory, or a database in it, is damaged or unusable (empty, truncated, not
     a database, not a directory); nothing was changed. The CLI exits 3 for it."""
+
+
+class StoreUnavailable(DamagedData):
+    """The configured database cannot be reached or used (down, refused, wrong URL, schema
+    not upgraded); nothing was changed. Exits 3 like damaged data."""

@@ -190,7 +190,18 @@ def test_a_queue_url_must_be_postgres(home: Path, monkeypatch: pytest.MonkeyPatc
     result = CliRunner().invoke(app, ["worker"])
     assert result.exit_code == 1
     assert result.stderr.strip() == ("error: SIGNOFF_QUEUE_URL must be a postgresql://... URL "
-                                     "(the queue lives in PostgreSQL)")
+                                     "(the queue lives in PostgreSQL), or off")
+
+
+def test_the_queue_defaults_to_a_postgres_database_url_unless_it_is_off() -> None:
+    from cli.queue import queue_url
+
+    pg = "postgresql://signoff@db/signoff"
+    assert queue_url({"SIGNOFF_DATABASE_URL": pg}) == pg
+    assert queue_url({"SIGNOFF_DATABASE_URL": pg, "SIGNOFF_QUEUE_URL": "off"}) is None
+    assert queue_url({"SIGNOFF_DATABASE_URL": pg, "SIGNOFF_QUEUE_URL": pg + "2"}) == pg + "2"
+    assert queue_url({"SIGNOFF_DATABASE_URL": "/var/lib/signoff"}) is None
+    assert queue_url({}) is None
 
 
 def test_upgrades_apply_procrastinates_migrations_in_order() -> None:
@@ -259,11 +270,11 @@ def test_a_worker_drives_queued_runs_and_resumes_an_approved_one(
 def test_a_job_that_finds_the_lease_held_retries_until_it_is_free(
         queue: str, seeded: Runner, workers: Callable[..., Worker]) -> None:
     run_id = seeded.register("support", sample("TKT-1001"), requester="ops@signoff.local").run_id
+    worker = workers(queue, "--busy-retry", "1", helper=True)
+    worker.wait_ready()
     seeded.runs.acquire_lease(run_id, "elsewhere:1:busy", 3.0)  # a live driver on another host
     held_until = time.time() + 3.0
     enqueue_all(queue, [run_id])
-    worker = workers(queue, "--busy-retry", "1", helper=True)
-    worker.wait_ready()
     wait_for(lambda: status_of(seeded, run_id) in TERMINAL, 30, "the run to be driven")
     assert status_of(seeded, run_id) == "resolved"
     assert seeded.runs.get(run_id).updated_at >= held_until  # not before the lease lapsed

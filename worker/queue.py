@@ -16,7 +16,8 @@ import psycopg
 from procrastinate import exceptions as pq_errors
 from procrastinate.schema import SchemaManager
 
-from graph.errors import DamagedData, SignoffError
+from checkpoints.backend import redact_url
+from graph.errors import SignoffError, StoreUnavailable
 
 DRIVE_TASK = "signoff.drive_run"
 SWEEP_TASK = "signoff.sweep"
@@ -78,7 +79,7 @@ def _connect(url: str) -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(url, connect_timeout=10)
     except psycopg.Error as exc:
-        raise DamagedData(f"cannot reach the queue database {redacted(url)}: "
+        raise StoreUnavailable(f"cannot reach the queue database {redact_url(url)}: "
                           f"{_first_line(exc)}") from None
 
 
@@ -99,10 +100,10 @@ def require_schema(url: str) -> None:
     """Raise QueueNotReady unless the queue has the installed Procrastinate's schema."""
     recorded, installed = schema_version(url), installed_version()
     if recorded is None:
-        raise QueueNotReady(f"the queue {redacted(url)} has no schema yet: run "
+        raise QueueNotReady(f"the queue {redact_url(url)} has no schema yet: run "
                             "`signoff queue upgrade` once")
     if recorded < installed and migrations_between(recorded, installed):
-        raise QueueNotReady(f"the queue {redacted(url)} has Procrastinate "
+        raise QueueNotReady(f"the queue {redact_url(url)} has Procrastinate "
                             f"{_dotted(recorded)}'s schema and this is "
                             f"{_dotted(installed)}: run `signoff queue upgrade`")
 
@@ -139,11 +140,6 @@ def upgrade_schema(url: str) -> str:
                      " minor = excluded.minor, patch = excluded.patch, applied_at = now()",
                      installed)
     return done
-
-
-def redacted(url: str) -> str:
-    """`url` without its password, to print."""
-    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
 def _dotted(version: tuple[int, int, int]) -> str:
