@@ -360,3 +360,54 @@ def test_two_workers_drain_200_tickets_with_no_duplicate_mutation(
     for log in logs:  # both took a share of the work, and stopped cleanly
         assert re.search(r"worker stopped; runs driven: \w+ \d+", log), log
     assert drive_jobs(queue) == {"succeeded": 200 + len(waiting)}
+
+
+def test_the_retention_purge_prunes_finished_runs_checkpoints(runner: Runner) -> None:
+    from types import SimpleNamespace
+
+    from worker.tasks import ENV_KEY, RunnerPool, WorkerEnv, purge
+
+    done = runner.start("support", sample("TKT-1001"), requester="ops@signoff.local")
+    waiting = runner.start("support", sample("TKT-1002"), requester="ops@signoff.local")
+    env = WorkerEnv(settings=QueueSettings(url="postgresql://unused", retention_s=0.0),
+                    runners=RunnerPool(lambda: runner))
+    context: Any = SimpleNamespace(additional_context={ENV_KEY: env})
+    purged = purge(context, timestamp=0)
+    assert purged["runs"] == 1 and purged["checkpoints"] > 0
+    assert runner.state(done.run_id) == {}  # gone, and only the finished run's
+    assert runner.state(waiting.run_id)["proposal"]["tool"] == "create_refund_request"
+
+
+def test_decisions_with_a_queue_are_checked_as_without_one_and_recorded(
+        queue: str, seeded: Runner, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli = CliRunner()
+    runs = {action: seeded.start("support", sample("TKT-1002"),
+                                 requester="ops@signoff.local").run_id
+            for action in ("self", "stale", "reject", "edit")}
+    refusals = {"self": ["approve", runs["self"], "--as", "ops@signoff.local"],
+                "stale": ["approve", runs["stale"], "--as", LEAD, "--held", "0" * 32]}
+    for name, argv in refusals.items():
+        monkeypatch.setenv("SIGNOFF_QUEUE_URL", "off")
+        without = cli.invoke(app, argv)
+        monkeypatch.setenv("SIGNOFF_QUEUE_URL", queue)
+        queued = cli.invoke(app, argv)
+        assert (queued.exit_code, queued.stderr) == (without.exit_code, without.stderr) \
+            and queued.exit_code == 1, name
+        assert status_of(seeded, runs[name]) == "waiting_approval"
+    assert drive_jobs(queue) == {}  # nothing enqueued for a refused decision
+
+    rejected = cli.invoke(app, ["reject", runs["reject"], "--as", LEAD, "--reason", "no receipt"])
+    edited = cli.invoke(app, ["edit", runs["edit"], "--as", LEAD,
+                              "--args", '{"amount_cents": 4000}'])
+    assert rejected.exit_code == edited.exit_code == 0, rejected.output + edited.output
+    assert "decision recorded (reject by lead@acme.example)" in rejected.stdout
+    assert "decision recorded (edit by lead@acme.example)" in edited.stdout
+    assert drive_jobs(queue) == {"todo": 2}
+    # What a worker's job does with them (tests above run real workers):
+    after_reject = seeded.drive_queued(runs["reject"])
+    after_edit = seeded.drive_queued(runs["edit"])
+    assert after_reject is not None and after_reject.status == "rejected"
+    assert after_edit is not None and after_edit.status == "resolved"
+    with sqlite3.connect(home / "support.db") as conn:
+        assert conn.execute("SELECT run_id, amount_cents FROM refunds WHERE run_id IN (?, ?)",
+                            (runs["reject"], runs["edit"])).fetchall() == [(runs["edit"], 4000)]

@@ -69,6 +69,11 @@ class WorkerEnv:
     runners: RunnerPool
     counts: dict[str, int] = field(default_factory=dict)
     """Outcomes of the runs this worker drove, by status (for its log)."""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def note(self, status: str) -> None:
+        with self._lock:  # jobs end in several threads at once
+            self.counts[status] = self.counts.get(status, 0) + 1
 
 
 def env_of(context: JobContext) -> WorkerEnv:
@@ -83,11 +88,11 @@ def drive_run(context: JobContext, run_id: str) -> str:
     env = env_of(context)
     with env.runners.borrow() as runner:
         result = runner.drive_queued(run_id)
+        status = runner.status(run_id).status if result is None else result.status
     if result is None:
-        status = runner.status(run_id).status
         log.info("run %s: nothing to drive (%s)", run_id, status)
         return f"nothing to drive: {status}"
-    env.counts[result.status] = env.counts.get(result.status, 0) + 1
+    env.note(result.status)
     log.info("run %s: %s (%d mutation(s))", run_id, result.status, result.mutations)
     return result.status
 
