@@ -36,7 +36,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy cli graph tools verifiers checkpoints evals observability service
+	$(BIN)/mypy cli graph tools verifiers checkpoints evals observability service worker
 
 check: lint typecheck test
 

@@ -50,7 +50,9 @@ RUN_ID_WIDTH = len("run-0123456789")
 """A run id's length: its column never gets narrower, so an id is never cut."""
 SHADOW_STATUS = "recommended"
 """graph.runner.SHADOW_STATUS, named here so that `--help` needs no graph (a test pins both)."""
-RUN_STATUSES = ("running", "waiting_approval", *sorted(TERMINAL), SHADOW_STATUS)
+QUEUED_STATUS = "queued"
+"""graph.runner.QUEUED_STATUS, likewise."""
+RUN_STATUSES = ("running", "waiting_approval", QUEUED_STATUS, *sorted(TERMINAL), SHADOW_STATUS)
 """Every status a run can have, for `signoff runs --status`."""
 
 
@@ -228,7 +230,8 @@ def command_name() -> str:
 
 
 def print_result(result: RunResult) -> None:
-    colour = {"resolved": "green", "waiting_approval": "yellow"}.get(result.status, "red")
+    colour = {"resolved": "green", "waiting_approval": "yellow",
+              QUEUED_STATUS: "cyan"}.get(result.status, "red")
     out.print(Text.assemble(f"run {result.run_id}: ", (result.status, colour),
                             f" ({result.mutations} mutation(s)) - {result.reason or ''}"))
     if result.status == "waiting_approval" and result.pending:
@@ -316,12 +319,20 @@ def run(ticket: str = typer.Argument(None, help="A sample ticket id, e.g. TKT-10
         subject: str = typer.Option("Support request", "--subject", help="With --text."),
         workflow: str = typer.Option("support", "--workflow"),
         as_user: str = typer.Option(None, "--as", help="Who starts the run (SIGNOFF_USER)."),
+        queue: bool = typer.Option(False, "--queue",
+                                   help="Register the run and leave it to a worker (needs "
+                                        "SIGNOFF_QUEUE_URL)."),
         ) -> None:
     """Run the agent on one ticket until it ends or waits for a human.
 
     Example: signoff run TKT-1002   |   signoff run --text-file - --email aiko.tanaka@example.com
-    < ticket.txt
+    < ticket.txt   |   signoff run TKT-1001 --queue
     """
+    queue_url = None
+    if queue:
+        from cli.queue import ready_queue
+
+        queue_url = ready_queue("--queue")
     if text_file is not None:
         if text is not None:
             raise BadUsage("give --text or --text-file, not both")
@@ -335,7 +346,16 @@ def run(ticket: str = typer.Argument(None, help="A sample ticket id, e.g. TKT-10
         raise SignoffError("--text needs --email (the customer who wrote it)")
     sample = runner.ticket(wf.name, ticket, text=text, email=email, tenant_id=tenant,
                            subject=subject)
-    print_result(runner.start(wf.name, sample, requester=as_user or requester_default()))
+    requester = as_user or requester_default()
+    if queue_url is None:
+        print_result(runner.start(wf.name, sample, requester=requester))
+        return
+    from cli.queue import enqueue, print_queued
+
+    result = runner.register(wf.name, sample, requester=requester)
+    enqueue(queue_url, result.run_id)
+    print_result(result)
+    print_queued(result.run_id)
 
 
 def _read_text_file(name: str) -> str:
@@ -463,7 +483,27 @@ def _decide(run_id: str, action: str, as_user: str | None, reason: str,
     payload: dict[str, Any] = {"action": action, "by": as_user, "reason": reason}
     if args is not None:
         payload["args"] = args
-    print_result(make_runner().decide(run_id, payload, held=held))
+    _decide_locally(run_id, payload, held)
+
+
+def _decide_locally(run_id: str, payload: dict[str, Any], held: str | None) -> None:
+    """Decide on the local stores: the run goes on here, or, with a queue configured, the
+    decision is recorded here and a worker goes on with the run."""
+    from cli.queue import queue_url
+
+    url = queue_url()
+    if url is None:
+        print_result(make_runner().decide(run_id, payload, held=held))
+        return
+    from cli.queue import enqueue, print_queued, ready_queue
+
+    ready_queue("a decision")
+    result = make_runner().decide(run_id, payload, held=held, queue=True)
+    if result.status == QUEUED_STATUS:
+        enqueue(url, run_id)
+    print_result(result)
+    if result.status == QUEUED_STATUS:
+        print_queued(run_id)
 
 
 AS_APPROVER = typer.Option(None, "--as", help="The approver's identity (local stores only; "
@@ -491,8 +531,7 @@ def confirm(run_id: str = typer.Argument(...),
     Example: signoff confirm run-0123456789 --as marcus.oyelaran@example.com
     """
     # Customers hold no service accounts: a confirmation is taken on the local stores only.
-    print_result(make_runner().decide(run_id, {"action": "confirm", "by": as_user,
-                                               "reason": reason}, held=held))
+    _decide_locally(run_id, {"action": "confirm", "by": as_user, "reason": reason}, held)
 
 
 @app.command()
@@ -540,8 +579,9 @@ def main() -> None:
     app()
 
 
-# Registers the operator commands, serve, users and tokens, and db, on `app`.
+# Registers the operator commands, serve, users and tokens, db, and the queue's, on `app`.
 from cli import db, ops, service  # noqa: E402,F401
+from cli import queue as _queue_commands  # noqa: E402,F401
 from cli.payments import register as _register_payments  # noqa: E402
 
 _register_payments(app)

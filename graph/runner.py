@@ -26,7 +26,8 @@ from pydantic import ValidationError
 
 from checkpoints.backend import DEFAULT_POOL_SIZE, DEFAULT_SCHEMA_PREFIX, Backend, open_backend
 from checkpoints.domain import for_tenant, install_domain, is_installed
-from checkpoints.runs import RunRecord, RunStore, new_lease_owner
+from checkpoints.prune import PruneResult, prune_finished
+from checkpoints.runs import RunRecord, RunStore, holder_is_dead, new_lease_owner
 from checkpoints.saver import DURABILITY, thread_config
 from graph.approvals import check_decision, held_digest
 from graph.context import Recorder, RunContext, SampleTicket, Workflow
@@ -52,6 +53,10 @@ STORE_ERRORS = (StoreError, sqlite3.DatabaseError, OSError)
 """What a damaged or unwritable trace or audit store raises."""
 SHADOW_STATUS = "recommended"
 """How a shadow run ends: at its first mutating proposal, recorded and never executed."""
+QUEUED_STATUS = "queued"
+"""A run registered (or decided) for a worker to drive: nothing drives it until one takes it."""
+DRIVABLE = frozenset({QUEUED_STATUS, "running"})
+"""Statuses a worker goes on with: queued, or running with its driver gone."""
 
 
 @dataclass(frozen=True)
@@ -295,14 +300,32 @@ class Runner:
     def start(self, workflow_name: str, ticket: SampleTicket, *, requester: str) -> RunResult:
         """Start a new run on `ticket` and drive it until it ends or waits for a human."""
         workflow = get_workflow(workflow_name)
-        try:
-            requester = normalize_identity(requester)
-        except BadIdentity as exc:
-            raise SignoffError(f"invalid requester: {exc}") from None
+        requester = _requester(requester)
         self._models(workflow)  # an unusable or unpriced model is refused before the run exists
         recorder = self._recorder(workflow)
         if recorder is not None:
             self._flush_outbox(recorder)  # so are stores that still owe earlier events
+        record = self._register(workflow, ticket, requester, models=self.model_settings())
+        try:
+            return self._drive(record, workflow, record.inputs, fresh=True)
+        finally:
+            self.runs.release_lease(record.run_id, self.owner)
+
+    def register(self, workflow_name: str, ticket: SampleTicket, *,
+                 requester: str) -> RunResult:
+        """Register a new run on `ticket` without driving it: it stands "queued", unleased,
+        until a worker drives it (`drive_queued`). Its model settings are the first driver's."""
+        workflow = get_workflow(workflow_name)
+        record = self._register(workflow, ticket, requester, models=None)
+        reason = "queued for a worker"
+        self.runs.set_status(record.run_id, QUEUED_STATUS, reason=reason, release=self.owner)
+        return RunResult(run_id=record.run_id, status=QUEUED_STATUS, reason=reason,
+                         pending=None, mutations=0, ticket_id=record.ticket_id)
+
+    def _register(self, workflow: Workflow, ticket: SampleTicket, requester: str, *,
+                  models: dict[str, Any] | None) -> RunRecord:
+        """A new run's registry row, leased to this runner."""
+        requester = _requester(requester)
         policy, _ = self.load_policy(workflow)
         run_id = f"run-{uuid.uuid4().hex[:10]}"
         inputs = initial_inputs(run_id, ticket, self.clock())
@@ -312,11 +335,8 @@ class Runner:
                          ticket_id=ticket.ticket_id, customer_id=ticket.customer_id,
                          requester=requester, policy_version=policy.version if policy else None,
                          inputs=dict(inputs), lease_owner=self.owner, lease_ttl=self.lease_ttl,
-                         requester_role=requester_role, models=self.model_settings())
-        try:
-            return self._drive(self.runs.get(run_id), workflow, inputs, fresh=True)
-        finally:
-            self.runs.release_lease(run_id, self.owner)
+                         requester_role=requester_role, models=models)
+        return self.runs.get(run_id)
 
     def intake(self, workflow_name: str, *, tenant_id: str, email: str, subject: str,
                body: str) -> SampleTicket:
@@ -355,34 +375,75 @@ class Runner:
                                  f"`signoff approve|reject|edit {run_id}`")
             if record.terminal or record.status == SHADOW_STATUS:
                 raise NotWaiting(f"run {run_id} already ended: {record.status}")
-            current = self.model_settings()
-            changed = _changed_settings(record.models, current)
-            if changed and not with_current_settings:
-                raise SignoffError(
-                    f"run {run_id} started under other model settings ({'; '.join(changed)}); "
-                    "resume it under the same ones, or pass --with-current-settings")
-            if changed:
-                self.runs.set_models(run_id, current)
-            workflow = get_workflow(record.workflow)
-            recorder = self._recorder(workflow)
-            with self._checkpointer() as saver:
-                started = saver.get_tuple(thread_config(run_id)) is not None  # type: ignore[arg-type]
-                if started and recorder is not None:
-                    # The drive that died may have saved nodes' events it never wrote.
-                    try:
-                        recorder.write(events_in_history(saver, run_id))
-                    except ValueError as exc:  # checked before anything is written
-                        raise SignoffError(f"run {run_id}'s checkpoints hold an unreadable "
-                                           f"trace event: {exc}") from None
-            payload: Any = None if started else record.inputs
-            return self._drive(record, workflow, payload)
+            return self._go_on(record, with_current_settings=with_current_settings)
+
+    def drive_queued(self, run_id: str) -> RunResult | None:
+        """Drive a run a worker took from the queue, from its start or its last checkpoint (a
+        decision recorded, a driver that died). RunBusy while another process holds it; None,
+        touching nothing, when there is nothing to drive (it ended, or waits for a human)."""
+        with self._leased(run_id) as record:
+            if record.status not in DRIVABLE:
+                return None
+            if record.models is None:  # registered for the queue: the first driver's settings
+                self.runs.set_models(run_id, self.model_settings())
+                record = self.runs.get(run_id)
+            return self._go_on(record, with_current_settings=False)
+
+    def lapsed_runs(self, *, older_than_s: float, limit: int = 1000) -> list[str]:
+        """Ids of runs a worker should go on with that nothing drives: queued or running, not
+        changed for `older_than_s`, whose lease is free, expired, or held by a dead process."""
+        now = self.clock()
+        found = []
+        for status in sorted(DRIVABLE):
+            for record in self.runs.list(status=status, limit=limit):
+                holder = record.lease_owner
+                if record.updated_at > now - older_than_s:
+                    continue
+                if holder is None or (record.lease_expires or 0.0) < now \
+                        or holder_is_dead(holder):
+                    found.append(record.run_id)
+        return found
+
+    def prune(self, older_than_s: float) -> PruneResult:
+        """Delete the checkpoints of runs that finished more than `older_than_s` ago
+        (checkpoints.prune); the registry, traces and audit keep what happened."""
+        return prune_finished(self.backend, older_than_s, now=self.clock())
+
+    def _go_on(self, record: RunRecord, *, with_current_settings: bool) -> RunResult:
+        """Drive a leased run on from where its checkpoints stand (from its start without any),
+        under the model settings it started with."""
+        run_id = record.run_id
+        current = self.model_settings()
+        changed = _changed_settings(record.models, current)
+        if changed and not with_current_settings:
+            raise SignoffError(
+                f"run {run_id} started under other model settings ({'; '.join(changed)}); "
+                "resume it under the same ones, or pass --with-current-settings")
+        if changed:
+            self.runs.set_models(run_id, current)
+        workflow = get_workflow(record.workflow)
+        recorder = self._recorder(workflow)
+        with self._checkpointer() as saver:
+            started = saver.get_tuple(thread_config(run_id)) is not None  # type: ignore[arg-type]
+            if started and recorder is not None:
+                # The drive that died may have saved nodes' events it never wrote.
+                try:
+                    recorder.write(events_in_history(saver, run_id))
+                except ValueError as exc:  # checked before anything is written
+                    raise SignoffError(f"run {run_id}'s checkpoints hold an unreadable "
+                                       f"trace event: {exc}") from None
+        payload: Any = None if started else record.inputs
+        return self._drive(record, workflow, payload)
 
     def decide(self, run_id: str, payload: dict[str, Any], *,
-               held: str | None = None) -> RunResult:
+               held: str | None = None, queue: bool = False) -> RunResult:
         """Apply a human decision (approve, reject or edit) to a waiting run.
 
         `held` is the digest (graph.approvals.held_digest) of the call the decider saw; when
         given and the run now waits on another call, StaleDecision is raised and nothing changes.
+        With `queue`, the decision is checked and recorded (the approve node runs, its
+        checkpoint and audit entry written) and the run stops there as "queued", for a worker
+        to go on with (`drive_queued`); nothing after the decision runs here.
         """
         with self._leased(run_id) as record:
             if record.status != "waiting_approval":
@@ -417,7 +478,8 @@ class Runner:
                     raise BadDecision(f"edited arguments fail {tool}'s schema: "
                                       f"{validation_summary(exc)}") from None
                 decision = decision.model_copy(update={"args": merged})
-            return self._drive(record, workflow, Command(resume=decision.model_dump()))
+            return self._drive(record, workflow, Command(resume=decision.model_dump()),
+                               stop_after=("approve",) if queue else ())
 
     def require_checkpoints(self, run_id: str) -> None:
         """Raise DamagedData when a run that must have checkpoints (it waits for a decision)
@@ -532,12 +594,13 @@ class Runner:
         return self._registries[workflow.name]
 
     def _drive(self, record: RunRecord, workflow: Workflow, payload: Any, *,
-               fresh: bool = False) -> RunResult:
-        """Drive the run's graph until it ends or waits. Should that fail on an error, the
-        run is never left "running" with nothing driving it: see `_settle`."""
+               fresh: bool = False, stop_after: tuple[str, ...] = ()) -> RunResult:
+        """Drive the run's graph until it ends or waits (or, with `stop_after`, once one of
+        those nodes ran: then it stands queued). Should that fail on an error, the run is
+        never left "running" with nothing driving it: see `_settle`."""
         driven: list[bool] = []
         try:
-            return self._drive_graph(record, workflow, payload, driven)
+            return self._drive_graph(record, workflow, payload, driven, stop_after)
         except Exception as exc:
             try:
                 self._settle(record, workflow, exc, driven=bool(driven) or fresh)
@@ -607,7 +670,7 @@ class Runner:
         return None
 
     def _drive_graph(self, record: RunRecord, workflow: Workflow, payload: Any,
-                     driven: list[bool]) -> RunResult:
+                     driven: list[bool], stop_after: tuple[str, ...] = ()) -> RunResult:
         policy, policy_error = self.load_policy(workflow)
         planner, checker = self._models(workflow)
         # Every transaction of the drive sets the run's tenant first (row-level security on
@@ -655,7 +718,8 @@ class Runner:
                         for chunk in graph.stream(payload, config,  # type: ignore[call-overload]
                                                   context=ctx, durability=DURABILITY,
                                                   stream_mode="updates",
-                                                  interrupt_before=breakpoints):
+                                                  interrupt_before=breakpoints,
+                                                  interrupt_after=list(stop_after) or None):
                             for update in chunk.values():
                                 if isinstance(update, dict) and EVENTS in update:
                                     events.extend(update[EVENTS])
@@ -667,7 +731,8 @@ class Runner:
                         # Shadow mode breaks before execute, the only node that mutates.
                         held = (snapshot.values.get("proposal") or {}).get("tool", "")
                         spec = ctx.registry.get(held)
-                        if snapshot.next != ("execute",) or spec is None or spec.mutates:
+                        if snapshot.next != ("execute",) or spec is None or spec.mutates \
+                                or stop_after:
                             break
                         payload = None
                 except BaseException:
@@ -687,6 +752,11 @@ class Runner:
             elif snapshot.interrupts:
                 status = "waiting_approval"
                 reason, pending = _held(snapshot.interrupts[0].value)
+            elif stop_after and snapshot.next:
+                approval = values.get("approval") or {}
+                status, pending = QUEUED_STATUS, None
+                reason = (f"decision recorded ({approval.get('action')} by "
+                          f"{approval.get('by')}); queued for a worker")
             else:
                 status = values.get("outcome") or "failed"
                 reason, pending = values.get("reason"), None
@@ -711,6 +781,14 @@ class Runner:
             if db.in_transaction:
                 db.rollback()  # never leave a half-done transaction on the shared connection
             raise
+
+
+def _requester(requester: str) -> str:
+    """The requester's identity, normalised; a one-line SignoffError when it is unusable."""
+    try:
+        return normalize_identity(requester)
+    except BadIdentity as exc:
+        raise SignoffError(f"invalid requester: {exc}") from None
 
 
 def _first_line(exc: BaseException) -> str:

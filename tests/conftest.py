@@ -23,6 +23,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "signoff-home"
     monkeypatch.setenv("SIGNOFF_HOME", str(root))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.delenv("SIGNOFF_QUEUE_URL", raising=False)  # a test that queues sets its own
     return root
 
 
@@ -81,6 +82,7 @@ def backend_home(request: pytest.FixtureRequest, home: Path,
     with pg_schemas() as (url, prefix):
         monkeypatch.setenv("SIGNOFF_DATABASE_URL", url)
         monkeypatch.setenv("SIGNOFF_DB_SCHEMA_PREFIX", prefix)
+        monkeypatch.setenv("SIGNOFF_QUEUE_URL", "off")  # the stores there; runs driven here
         pg_home = Home(home, database_url=url, schema_prefix=prefix)
         backend = pg_home.open_backend()
         try:

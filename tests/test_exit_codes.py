@@ -70,6 +70,9 @@ COMMANDS: dict[str, tuple[list[str] | None, list[str] | None]] = {
     # A bad or unreachable SIGNOFF_DATABASE_URL is 3: tests/test_db_cli.py.
     "db upgrade": (["db", "upgrade"], None),
     "db status": (["db", "status"], None),
+    # With no queue configured; tests/test_queue.py runs them against PostgreSQL.
+    "queue upgrade": (None, ["queue", "upgrade"]),
+    "worker": (None, ["worker", "--concurrency", "2"]),
 }
 BAD_VALUES = [
     ["runs", "--status", "bogus"],
@@ -77,6 +80,7 @@ BAD_VALUES = [
     ["audit", "verify", "--head", "garbage"],
     ["prune", "--older-than", "soon"],
     ["eval", "--set", "bogus"],
+    ["worker", "--sweep-every", "soon"],
 ]
 
 
@@ -117,6 +121,7 @@ def data(template: dict[str, str | Path], tmp_path: Path,
     root = tmp_path / "home"
     shutil.copytree(template["root"], root)
     monkeypatch.setenv("SIGNOFF_HOME", str(root))
+    monkeypatch.delenv("SIGNOFF_QUEUE_URL", raising=False)  # decisions are driven here
     return {**template, "root": root}
 
 
@@ -169,7 +174,7 @@ def test_a_bad_option_value_is_2_in_one_line(data: dict[str, str | Path],
 
 def test_an_unknown_status_names_the_valid_ones(data: dict[str, str | Path]) -> None:
     line = one_error_line(invoke(data, ["runs", "--status", "waiting"]))
-    assert line == ("error: --status must be one of running, waiting_approval, blocked, "
+    assert line == ("error: --status must be one of running, waiting_approval, queued, blocked, "
                     "escalated, failed, refused, rejected, resolved, recommended, not "
                     "'waiting'")
 
