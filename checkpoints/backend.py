@@ -436,7 +436,6 @@ def _take_upgrade_lock(raw: Any, prefix: str) -> None:
     session blocked in pg_advisory_lock sits in an open transaction, and PostgresSaver's
     CREATE INDEX CONCURRENTLY, run by the holder, waits for every open transaction to end (a
     deadlock the server breaks by failing one)."""
-    import time
 
     while not raw.execute("SELECT pg_try_advisory_lock(hashtext(%s)) AS got",
                           (f"signoff_schema:{prefix}",)).fetchone()["got"]:
