@@ -124,3 +124,12 @@ def seeded_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("support") / "support.db"
     build_support_db(path)
     return path
+
+
+@pytest.fixture
+def domain_home(backend_home: Home) -> Home:
+    """`backend_home` with the support data freshly installed (and no runner left open)."""
+    r = Runner(backend_home)
+    r.ensure_domain_db(get_workflow("support"), reset=True)
+    r.close()
+    return backend_home

@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
 from checkpoints.saver import DURABILITY, thread_config
@@ -24,14 +23,6 @@ from tools.ledger import LedgerOutcome, commit_once
 
 SUPPORT = get_workflow("support")
 REFUND = SUPPORT.tools().get("create_refund_request")
-
-
-@pytest.fixture
-def domain_home(backend_home: Home) -> Home:
-    runner = Runner(backend_home)
-    runner.ensure_domain_db(SUPPORT, reset=True)
-    runner.close()
-    return backend_home
 
 
 def in_threads(count: int, work: Callable[[int, Any], Any], home: Home) -> list[Any]:

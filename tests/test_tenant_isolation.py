@@ -175,6 +175,7 @@ def test_the_worker_role_may_not_install_data(tmp_path: Path,
     with pg_schemas() as (url, prefix):
         owner = PostgresBackend(url, schema_prefix=prefix)
         owner.upgrade()  # creates the worker role; the support data is not installed
+        owner.upgrade()  # and again: nothing to do, no error
         owner.close()
         monkeypatch.setenv("SIGNOFF_HOME", str(tmp_path))
         monkeypatch.setenv("SIGNOFF_DATABASE_URL", as_role(url, DEFAULT_WORKER_ROLE))

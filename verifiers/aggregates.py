@@ -21,11 +21,11 @@ execute reads them again inside the commit transaction (see graph.commit_checks)
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from checkpoints.sql import Connection
 from tools.ledger import committed_total
 from verifiers.expr import ExprError
 
@@ -61,7 +61,7 @@ class Aggregate:
     line: int | None = None
     """Where it is declared, for `policy check` and `policy explain`."""
 
-    def value(self, conn: sqlite3.Connection, *, tenant_id: str, customer_id: str | None,
+    def value(self, conn: Connection, *, tenant_id: str, customer_id: str | None,
               args: Mapping[str, Any], now: float) -> int:
         """The aggregate for this call, from the ledger as `conn` sees it now. Raises
         ExprError when the call has no value for `per` (the condition cannot be decided)."""
@@ -84,7 +84,7 @@ class Aggregate:
 class AggregateValues(Mapping[str, int]):
     """The `aggregates` namespace of one condition evaluation: computed on first access."""
 
-    def __init__(self, declared: Mapping[str, Aggregate], conn: sqlite3.Connection, *,
+    def __init__(self, declared: Mapping[str, Aggregate], conn: Connection, *,
                  tenant_id: str, customer_id: str | None, args: Mapping[str, Any],
                  now: float) -> None:
         self._declared = declared
