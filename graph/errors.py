@@ -28,3 +28,8 @@ class StaleDecision(SignoffError):
 class DamagedData(SignoffError):
     """The data directory, or a database in it, is damaged or unusable (empty, truncated, not
     a database, not a directory); nothing was changed. The CLI exits 3 for it."""
+
+
+class PluginError(SignoffError):
+    """A workflow plugin (an entry point or a SIGNOFF_WORKFLOWS entry) that cannot be loaded:
+    not importable, no such attribute, not a Workflow, or taking a shipped workflow's name."""
