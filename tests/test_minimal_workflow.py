@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,9 @@ from langchain_core.messages import AIMessage, BaseMessage
 from pydantic import BaseModel, ConfigDict
 
 from graph.context import SampleTicket, Workflow
-from graph.defaults import NO_PLANNER, SYSTEM_PROMPT
+from graph.defaults import NO_CHECKER, NO_PLANNER, SYSTEM_PROMPT
 from graph.models import EVIDENCE_MARK, TICKET_MARK, ModelSettings, ScriptedChatModel, extract_block
-from graph.runner import Home, Runner
+from graph.runner import Home, Runner, RunResult
 from graph.workflows import _WORKFLOWS, register_workflow
 from tests.fake_openai import fake_openai_server
 from tools.base import ToolContext, ToolRegistry, ToolSpec
@@ -131,41 +132,54 @@ def test_offline_a_minimal_workflow_hands_the_run_to_a_human(mini: Workflow, hom
     assert notes_of(home, result.run_id) == []
 
 
-def test_with_models_configured_a_minimal_workflow_runs_end_to_end(
+def test_offline_without_a_checker_every_mutation_fails_the_check(
         mini: Workflow, home: Path) -> None:
-    with fake_openai_server(models=(NotePlanner(), NoteChecker())) as fake:
+    with_planner = register_workflow(replace(mini, planner=NotePlanner))
+    runner = Runner(Home(home))
+    runner.ensure_domain_db(with_planner)
+    try:
+        result = runner.start("mini", TICKET, requester="ops@acme.example")
+    finally:
+        runner.close()
+    assert result.status == "blocked"
+    assert NO_CHECKER in result.reason
+    assert notes_of(home, result.run_id) == []
+
+
+def run_with_models(home: Path, workflow: Workflow, planner: ScriptedChatModel,
+                    checker: ScriptedChatModel) -> tuple[RunResult, list[dict[str, Any]]]:
+    """Run TICKET with planner and checker served over loopback as a configured model is;
+    returns the result and the requests the server was sent."""
+    with fake_openai_server(models=(planner, checker)) as fake:
         remote = ModelSettings(provider="openai", model="mini-model", base_url=fake.base_url,
                                api_key="test-key")
         runner = Runner(Home(home), planner_settings=remote, checker_settings=remote,
                         price=lambda model, tokens_in, tokens_out: 0.0)
-        runner.ensure_domain_db(mini)
+        runner.ensure_domain_db(workflow)
         try:
-            result = runner.start("mini", TICKET, requester="ops@acme.example")
+            return runner.start(workflow.name, TICKET, requester="ops@acme.example"), fake.requests
         finally:
             runner.close()
+
+
+def test_with_models_configured_a_minimal_workflow_runs_end_to_end(
+        mini: Workflow, home: Path) -> None:
+    result, requests = run_with_models(home, mini, NotePlanner(), NoteChecker())
     assert result.status == "resolved", result.reason
     assert result.mutations == 1
     assert notes_of(home, result.run_id) == [("Call the supplier on Monday.",)]
-    verdicts = [r for r in fake.requests
+    verdicts = [r for r in requests
                 if any(t["function"]["name"] == "ArgumentVerdict" for t in r["tools"])]
     assert len(verdicts) == 1  # the mutation was verified by the configured checker
 
 
-def test_a_minimal_workflow_that_only_reads_is_not_resolved(mini: Workflow, home: Path) -> None:
+def test_a_minimal_workflow_that_changes_nothing_is_not_resolved(
+        mini: Workflow, home: Path) -> None:
     class SaysDone(ScriptedChatModel):
         def respond(self, messages: list[BaseMessage], tools: list[dict[str, Any]]
                     ) -> AIMessage:
             return AIMessage(content="DONE: nothing to do")
 
-    with fake_openai_server(models=(SaysDone(), NoteChecker())) as fake:
-        remote = ModelSettings(provider="openai", model="mini-model", base_url=fake.base_url,
-                               api_key="test-key")
-        runner = Runner(Home(home), planner_settings=remote, checker_settings=remote,
-                        price=lambda model, tokens_in, tokens_out: 0.0)
-        runner.ensure_domain_db(mini)
-        try:
-            result = runner.start("mini", TICKET, requester="ops@acme.example")
-        finally:
-            runner.close()
+    result, _requests = run_with_models(home, mini, SaysDone(), NoteChecker())
     assert result.status == "failed"
     assert result.reason.startswith("not complete: the run committed no change")
