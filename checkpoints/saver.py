@@ -19,7 +19,19 @@ from graph.errors import DamagedData
 DURABILITY: Literal["sync"] = "sync"
 
 
-class CompactSqliteSaver(SqliteSaver):
+class IntegerVersions:
+    """Channel versions as integers (BaseCheckpointSaver's default) instead of the savers'
+    32-digit string with a random fraction: smaller rows, and the same version format on
+    both backends, so a thread migrated from SQLite goes on under PostgreSQL (LangGraph takes
+    the max of a thread's versions; an int and a str never compare)."""
+
+    def get_next_version(self, current: str | int | None, channel: None) -> Any:
+        if isinstance(current, str):
+            return super().get_next_version(current, channel)  # type: ignore[misc]
+        return 1 if current is None else current + 1
+
+
+class CompactSqliteSaver(IntegerVersions, SqliteSaver):
     """SqliteSaver whose channel versions are integers (BaseCheckpointSaver's default).
 
     SqliteSaver names each version with a 32-digit counter and a random fraction, about 50
@@ -28,11 +40,6 @@ class CompactSqliteSaver(SqliteSaver):
     under the string format keeps it: LangGraph derives each step's next version from the
     highest current one, so a thread never mixes the two.
     """
-
-    def get_next_version(self, current: str | int | None, channel: None) -> Any:
-        if isinstance(current, str):
-            return super().get_next_version(current, channel)
-        return 1 if current is None else current + 1
 
 
 @contextmanager

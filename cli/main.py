@@ -3,6 +3,7 @@ whatever it raises into one `error:` line and an exit code of cli.errors, never 
 
 Environment is read here, once: SIGNOFF_HOME (data directory, default ./.signoff),
 SIGNOFF_USER (who starts runs), SIGNOFF_PLANNER_* and SIGNOFF_CHECKER_* (models),
+SIGNOFF_DATABASE_URL and SIGNOFF_DB_SCHEMA_PREFIX (the PostgreSQL backend, checkpoints.backend),
 SIGNOFF_WORKFLOWS (plugin workflows as module:attribute, loaded when a workflow is looked up).
 """
 
@@ -179,8 +180,15 @@ def home() -> Home:
             raise DamagedData(f"SIGNOFF_HOME {root} is read-only and this command writes to it "
                               "(runs, status, report, traces, audit verify, audit head and "
                               "policy explain read a read-only directory)")
-        return Home(_snapshot(root))
-    return Home(root)
+        return Home(_snapshot(root), **_database())
+    return Home(root, **_database())
+
+
+def _database() -> dict[str, str]:
+    """SIGNOFF_DATABASE_URL and SIGNOFF_DB_SCHEMA_PREFIX, when set (Home's defaults else)."""
+    settings = {"database_url": os.environ.get("SIGNOFF_DATABASE_URL", ""),
+                "schema_prefix": os.environ.get("SIGNOFF_DB_SCHEMA_PREFIX", "")}
+    return {key: value for key, value in settings.items() if value}
 
 
 def requester_default() -> str:

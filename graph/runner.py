@@ -24,6 +24,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 from pydantic import ValidationError
 
+from checkpoints.backend import DEFAULT_SCHEMA_PREFIX, Backend, open_backend
 from checkpoints.runs import RunRecord, RunStore, new_lease_owner
 from checkpoints.saver import DURABILITY, open_checkpointer, thread_config
 from graph.approvals import check_decision, held_digest
@@ -54,9 +55,18 @@ SHADOW_STATUS = "recommended"
 
 @dataclass(frozen=True)
 class Home:
-    """The data directory and the files in it."""
+    """Where a runner's data lives: the data directory (SIGNOFF_HOME), and, when
+    `database_url` is set (SIGNOFF_DATABASE_URL), the PostgreSQL database every durable store
+    moves to (checkpoints.backend)."""
 
     root: Path
+    database_url: str | None = None
+    schema_prefix: str = DEFAULT_SCHEMA_PREFIX
+    """The Postgres schemas' prefix (SIGNOFF_DB_SCHEMA_PREFIX); tests give each its own."""
+
+    def open_backend(self) -> Backend:
+        """A new backend for these stores; the caller closes it."""
+        return open_backend(self.root, self.database_url, schema_prefix=self.schema_prefix)
 
     @property
     def runs_db(self) -> Path:

@@ -47,3 +47,30 @@ def checkpointer(kind: str, path: Path) -> Iterator[Any]:
 def sample(ticket_id: str):  # noqa: ANN201 - SampleTicket
     """The support workflow's sample ticket with this id."""
     return next(t for t in get_workflow("support").sample_tickets() if t.ticket_id == ticket_id)
+
+
+BACKENDS = ("sqlite", "postgres")
+"""The backend grid: every storage-dependent test runs on each (tests/pg.py)."""
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_home(request: pytest.FixtureRequest, home: Path,
+                 monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:
+    """A Home on each backend of the grid: the SQLite directory, or (when
+    SIGNOFF_TEST_DATABASE_URL is set) a PostgreSQL database under a schema prefix of its own,
+    upgraded. The CLI sees the same through SIGNOFF_DATABASE_URL and SIGNOFF_DB_SCHEMA_PREFIX."""
+    if request.param == "sqlite":
+        yield Home(home)
+        return
+    from tests.pg import pg_schemas
+
+    with pg_schemas() as (url, prefix):
+        monkeypatch.setenv("SIGNOFF_DATABASE_URL", url)
+        monkeypatch.setenv("SIGNOFF_DB_SCHEMA_PREFIX", prefix)
+        pg_home = Home(home, database_url=url, schema_prefix=prefix)
+        backend = pg_home.open_backend()
+        try:
+            backend.upgrade()
+        finally:
+            backend.close()
+        yield pg_home
