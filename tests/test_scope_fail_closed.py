@@ -127,3 +127,31 @@ def test_a_support_run_without_a_customer_is_blocked_before_any_change(
         for table in ("mutation_ledger", "refunds", "ticket_notes", "escalations"):
             assert conn.execute(f"SELECT COUNT(*) FROM {table} WHERE run_id = ?",
                                 (result.run_id,)).fetchone() == (0,)
+
+
+INVARIANT_CASES = [
+    pytest.param("support", "create_refund_request", "customer_id",
+                 id="support-refund-no-customer"),
+    pytest.param("support", "add_ticket_note", "ticket_id", id="support-note-no-ticket"),
+    pytest.param("support", "escalate_to_human", "ticket_id", id="support-escalate-no-ticket"),
+    pytest.param("access", "add_request_note", "ticket_id", id="access-note-no-ticket"),
+    pytest.param("access", "escalate_to_human", "ticket_id", id="access-escalate-no-ticket"),
+]
+
+
+@pytest.mark.parametrize(("wf", "tool", "field"), INVARIANT_CASES)
+def test_the_invariants_behind_the_scope_fail_closed_too(
+        domains: dict[str, sqlite3.Connection], wf: str, tool: str, field: str) -> None:
+    """Verify (and verify at commit) refuses what the gate would: a second line of defence
+    that does not read "no customer" as "any customer" either."""
+    workflow = get_workflow(wf)
+    args = next(a for w, t, a, _fields in CASES if (w, t) == (wf, tool))
+    spec = workflow.tools().get(tool)
+    assert spec is not None
+    normalized = spec.parse_args(args).model_dump(mode="json")
+    full = full_context(workflow, domains[wf])
+    assert all(check(full, tool, normalized)[0] for check in workflow.invariants[tool])
+    ctx = replace(full, **{field: None})
+    verdicts = [check(ctx, tool, normalized) for check in workflow.invariants[tool]]
+    word = field.removesuffix("_id")
+    assert (False, f"the run has no {word}: refused (scope cannot be checked)") in verdicts
