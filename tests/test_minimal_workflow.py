@@ -120,13 +120,18 @@ def test_the_defaults_are_filled_in(mini: Workflow) -> None:
     assert mini.sample_tickets() == [] and mini.invariants == {} and mini.facts is None
 
 
-def test_offline_a_minimal_workflow_hands_the_run_to_a_human(mini: Workflow, home: Path) -> None:
-    runner = Runner(Home(home))
-    runner.ensure_domain_db(mini)
+def start_run(home: Path, workflow: Workflow, **runner_options: Any) -> RunResult:
+    """Run TICKET on `workflow` with a runner made of `runner_options`."""
+    runner = Runner(Home(home), **runner_options)
+    runner.ensure_domain_db(workflow)
     try:
-        result = runner.start("mini", TICKET, requester="ops@acme.example")
+        return runner.start(workflow.name, TICKET, requester="ops@acme.example")
     finally:
         runner.close()
+
+
+def test_offline_a_minimal_workflow_hands_the_run_to_a_human(mini: Workflow, home: Path) -> None:
+    result = start_run(home, mini)
     assert result.status == "escalated"
     assert result.reason == f"the planner escalated: {NO_PLANNER}"
     assert notes_of(home, result.run_id) == []
@@ -134,13 +139,7 @@ def test_offline_a_minimal_workflow_hands_the_run_to_a_human(mini: Workflow, hom
 
 def test_offline_without_a_checker_every_mutation_fails_the_check(
         mini: Workflow, home: Path) -> None:
-    with_planner = register_workflow(replace(mini, planner=NotePlanner))
-    runner = Runner(Home(home))
-    runner.ensure_domain_db(with_planner)
-    try:
-        result = runner.start("mini", TICKET, requester="ops@acme.example")
-    finally:
-        runner.close()
+    result = start_run(home, register_workflow(replace(mini, planner=NotePlanner)))
     assert result.status == "blocked"
     assert NO_CHECKER in result.reason
     assert notes_of(home, result.run_id) == []
@@ -153,13 +152,9 @@ def run_with_models(home: Path, workflow: Workflow, planner: ScriptedChatModel,
     with fake_openai_server(models=(planner, checker)) as fake:
         remote = ModelSettings(provider="openai", model="mini-model", base_url=fake.base_url,
                                api_key="test-key")
-        runner = Runner(Home(home), planner_settings=remote, checker_settings=remote,
-                        price=lambda model, tokens_in, tokens_out: 0.0)
-        runner.ensure_domain_db(workflow)
-        try:
-            return runner.start(workflow.name, TICKET, requester="ops@acme.example"), fake.requests
-        finally:
-            runner.close()
+        result = start_run(home, workflow, planner_settings=remote, checker_settings=remote,
+                           price=lambda model, tokens_in, tokens_out: 0.0)
+    return result, fake.requests
 
 
 def test_with_models_configured_a_minimal_workflow_runs_end_to_end(
