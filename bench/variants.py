@@ -32,10 +32,10 @@ from pydantic import ValidationError
 from bench.common import REQUESTER, approver_for
 from checkpoints.saver import DURABILITY, open_checkpointer, thread_config
 from graph.context import SampleTicket
+from graph.evidence import Evidence, evidence_key, merge_evidence
 from graph.models import EVIDENCE_MARK, TICKET_MARK, ScriptedChatModel, extract_block
 from graph.observe import recorder_factory
 from graph.runner import Home, Runner
-from graph.state import Evidence, merge_evidence
 from graph.workflows import get_workflow
 from graph.workflows.support import SYSTEM_PROMPT
 from graph.workflows.support_planner import SupportPlanner
@@ -192,7 +192,7 @@ class BareGraphVariant:
                                            proposal["args"])
             entry = Evidence(tool=proposal["tool"], args=args, result=result, error=error,
                              step=state["step"])
-            return {"evidence": {f"{proposal['tool']}:{canonical_json(args)}": entry},
+            return {"evidence": {evidence_key(state["step"], proposal["tool"]): entry},
                     "tool_calls": state["tool_calls"] + 1}
 
         # The control nodes keep their place in the graph and do nothing: the gate routes by

@@ -4,7 +4,8 @@ whatever it raises into one `error:` line and an exit code of cli.errors, never 
 Environment is read here, once: SIGNOFF_HOME (data directory, default ./.signoff),
 SIGNOFF_USER (who starts runs), SIGNOFF_PLANNER_* and SIGNOFF_CHECKER_* (models),
 SIGNOFF_DATABASE_URL, SIGNOFF_DB_SCHEMA_PREFIX and SIGNOFF_DB_POOL_SIZE (the PostgreSQL backend,
-checkpoints.backend).
+checkpoints.backend),
+SIGNOFF_WORKFLOWS (plugin workflows as module:attribute, loaded when a workflow is looked up).
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ def guarded(fn: F) -> F:
         _reading_only.append(bool(getattr(fn, "read_only", False)))
         try:
             try:
+                _use_plugin_workflows()
                 return fn(*args, **kwargs)
             finally:
                 _reading_only.pop()
@@ -124,6 +126,15 @@ def guarded(fn: F) -> F:
             code, message = _exit_code_of(exc)
             fail(message, code)
     return wrapper  # type: ignore[return-value]
+
+
+def _use_plugin_workflows() -> None:
+    """Hand SIGNOFF_WORKFLOWS to the workflow registry, which loads it on the first lookup."""
+    spec = os.environ.get("SIGNOFF_WORKFLOWS")
+    if spec:
+        from graph.workflows import use_workflow_specs
+
+        use_workflow_specs(spec)
 
 
 class GuardedTyper(typer.Typer):

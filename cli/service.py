@@ -5,6 +5,7 @@ once and only its sha256 is stored."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from datetime import datetime
@@ -58,7 +59,8 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to liste
     from service.core import ServiceSettings
 
     application = create_app(ServiceSettings(home=home(), make_runner=build_runner,
-                                             secure_cookies=secure_cookies))
+                                             secure_cookies=secure_cookies,
+                                             workflows=os.environ.get("SIGNOFF_WORKFLOWS", "")))
     out.print(f"signoff serving {home().root} on http://{host}:{port} "
               f"(inbox: http://{host}:{port}/inbox, API: /api/v1)")
     uvicorn.run(application, host=host, port=port, log_level="warning")

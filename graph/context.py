@@ -22,6 +22,14 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable
 
+from graph.defaults import SYSTEM_PROMPT as DEFAULT_SYSTEM_PROMPT
+from graph.defaults import (
+    NoOfflineChecker,
+    NoOfflinePlanner,
+    committed_a_change,
+    no_sample_tickets,
+    open_sqlite,
+)
 from graph.models import ModelSettings, schema_for_model
 from tools.base import ToolContext, ToolRegistry
 from verifiers.argument_check import Read
@@ -96,30 +104,36 @@ class SampleTicket:
     expect: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Workflow:
-    """A use case signoff can run."""
+    """A use case signoff can run. Only `name`, `tools`, `policy_path` and `build_db` are
+    required; every other field has a safe default (graph.defaults), so a minimal workflow
+    is four keyword arguments."""
 
     name: str
-    version: str
-    """The workflow's release; reports attribute outcomes and cost to it."""
-    team: str
-    """Who owns it; cost is attributed to this team."""
-    system_prompt: str
     tools: Callable[..., ToolRegistry]
     """Builds the tool registry; accepts an optional fault plan."""
     policy_path: Path
-    facts: FactsFn
-    invariants: Mapping[str, Sequence[InvariantFn]]
-    postconditions: Mapping[str, Sequence[PostconditionFn]]
-    planner: Callable[[], BaseChatModel]
-    """The offline planner model."""
-    checker: Callable[[], BaseChatModel]
-    """The offline second-model argument checker."""
     build_db: Callable[[Path], None]
-    open_db: Callable[[Path], sqlite3.Connection]
-    sample_tickets: Callable[[], list[SampleTicket]]
-    db_filename: str
+    """Builds the domain database at the path given (the sample data, for demos and tests)."""
+    version: str = "0.1.0"
+    """The workflow's release; reports attribute outcomes and cost to it."""
+    team: str = ""
+    """Who owns it; cost is attributed to this team. Empty: the workflow's name."""
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    facts: FactsFn | None = None
+    """(ctx, tool, args) -> fact namespaces for policy conditions; None: no facts."""
+    invariants: Mapping[str, Sequence[InvariantFn]] = field(default_factory=dict)
+    postconditions: Mapping[str, Sequence[PostconditionFn]] = field(default_factory=dict)
+    planner: Callable[[], BaseChatModel] = NoOfflinePlanner
+    """The offline planner model; the default hands every run to a human (a deployment
+    configures a real one with SIGNOFF_PLANNER_*)."""
+    checker: Callable[[], BaseChatModel] = NoOfflineChecker
+    """The offline second-model argument checker; the default fails every mutation."""
+    open_db: Callable[[Path], sqlite3.Connection] = open_sqlite
+    sample_tickets: Callable[[], list[SampleTicket]] = no_sample_tickets
+    db_filename: str = ""
+    """The domain database's file under SIGNOFF_HOME. Empty: NAME.db."""
     pii_fields: frozenset[str] = frozenset()
     intake: Callable[..., SampleTicket] | None = None
     """(conn, tenant_id=, email=, subject=, body=) -> a new ticket for free-text runs."""
@@ -128,8 +142,9 @@ class Workflow:
     requester_role: Callable[[sqlite3.Connection, str, SampleTicket], str | None] | None = None
     """(domain db, requester, ticket) -> the role the run's requester holds, recorded with the
     run when it starts; None: the requester's first role among the policy's approvers."""
-    completion: CompletionFn | None = None
-    """What "resolved" means for this workflow; without one no run of it ends "resolved"."""
+    completion: CompletionFn | None = committed_a_change
+    """What "resolved" means for this workflow; the default: the run committed a change.
+    None: no run of it ends "resolved"."""
     verdict_reads: Mapping[str, tuple[Read, ...]] = field(default_factory=dict)
     """Per tool, what the argument checker must read independently; its reads are compared
     with the call (see verifiers.argument_check)."""
@@ -138,6 +153,13 @@ class Workflow:
     it provides (None: any key), e.g. {"order": frozenset({"status", "items"})}. A key a rule
     names that is not declared is an error when the policy loads. None: `customer` and
     `ticket`, any key (the first version's fixed pair)."""
+
+    def __post_init__(self) -> None:
+        # Frozen: the derived defaults are set once, here, and never change after.
+        if not self.team:
+            object.__setattr__(self, "team", self.name)
+        if not self.db_filename:
+            object.__setattr__(self, "db_filename", f"{self.name}.db")
 
     def policy_checks(self) -> dict[str, Any]:
         """What `load_policy` checks a policy file against for this workflow: its tools,

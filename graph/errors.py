@@ -33,3 +33,8 @@ class DamagedData(SignoffError):
 class StoreUnavailable(DamagedData):
     """The configured database cannot be reached or used (down, refused, wrong URL, schema
     not upgraded); nothing was changed. Exits 3 like damaged data."""
+
+
+class PluginError(SignoffError):
+    """A workflow plugin (an entry point or a SIGNOFF_WORKFLOWS entry) that cannot be loaded:
+    not importable, no such attribute, not a Workflow, or taking a shipped workflow's name."""

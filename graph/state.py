@@ -2,18 +2,17 @@
 
 SqliteSaver stores the whole state in every checkpoint, so a list that grows with every step
 would make storage grow quadratically. State therefore holds the current proposal and its
-verdicts, a bounded map of evidence (the latest facts, keyed by the call that produced them)
-and counters. The full step history lives in the trace store, not here.
+verdicts, the evidence (every call by its step, bounded in bytes with old calls folded into
+summaries: graph.evidence) and counters. The full step history lives in the trace store.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
+from graph.evidence import Evidence, merge_evidence
+from graph.evidence import Refusal as Refusal  # its home moved to graph.evidence
 from verifiers.gate import GateDecision, Usage
-
-EVIDENCE_LIMIT = 16
-"""How many evidence entries state keeps; the oldest are dropped first."""
 
 Outcome = Literal["resolved", "escalated", "blocked", "rejected", "failed", "refused"]
 
@@ -64,34 +63,6 @@ class Approval(TypedDict):
     reason: str
     policy_version: str
     policy_digest: str
-
-
-class Refusal(TypedDict):
-    """Why a call was refused: by a policy rule the planner may act on (on_block = "replan"),
-    or by the tool itself (a business refusal: ToolError)."""
-
-    by: Literal["policy", "tool"]
-    rule_id: str
-    reason: str
-
-
-class Evidence(TypedDict):
-    tool: str
-    args: dict[str, Any]
-    result: dict[str, Any] | None
-    error: str | None
-    step: int
-    refusal: NotRequired[Refusal]
-    """Set when the call was refused rather than failed: a typed observation."""
-
-
-def merge_evidence(left: dict[str, Evidence], right: dict[str, Evidence]) -> dict[str, Evidence]:
-    """Merge new evidence in, newest last, keeping at most EVIDENCE_LIMIT entries."""
-    merged = {k: v for k, v in left.items() if k not in right}
-    merged.update(right)
-    if len(merged) > EVIDENCE_LIMIT:
-        merged = dict(list(merged.items())[-EVIDENCE_LIMIT:])
-    return merged
 
 
 def add_usage(left: Usage, right: Usage) -> Usage:

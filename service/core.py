@@ -17,7 +17,7 @@ from graph.approvals import check_decision, held_digest
 from graph.errors import BadDecision, RunNotFound
 from graph.identity import same_identity
 from graph.runner import Home, Runner
-from graph.workflows import get_workflow
+from graph.workflows import get_workflow, load_workflow_specs
 from service.errors import Forbidden
 
 OPERATOR_ROLE = "operator"
@@ -36,6 +36,9 @@ class ServiceSettings:
     clock: Callable[[], float] = time.time
     secure_cookies: bool = False
     """Mark the inbox's session cookie Secure (set it when TLS terminates in front)."""
+    workflows: str = ""
+    """Plugin workflows to load at start-up, as `module:attribute[,module:attribute]` (the
+    edge reads SIGNOFF_WORKFLOWS); a bad entry stops the start with a one-line error."""
 
 
 class Service:
@@ -44,6 +47,7 @@ class Service:
 
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
+        load_workflow_specs(settings.workflows)
         self.runner = settings.make_runner(settings.home)
         self.accounts = AccountStore.open(self.runner.backend, clock=settings.clock)
         self.lock = threading.RLock()

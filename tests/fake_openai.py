@@ -30,7 +30,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-from graph.models import PROPOSAL_MARK, TICKET_MARK, extract_block
+from graph.models import PROPOSAL_MARK, TICKET_MARK, ScriptedChatModel, extract_block
 from graph.workflows.support_planner import SupportPlanner
 from verifiers.support import SupportChecker
 
@@ -114,6 +114,8 @@ class FakeOpenAI:
     delay_s: float = 0.0
     """Wait this long before answering (to make the client time out)."""
     replay: Replay | None = None
+    models: tuple[ScriptedChatModel, ScriptedChatModel] | None = None
+    """"offline" answers from these (planner, checker) instead of the support workflow's."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def answer(self, body: dict[str, Any]) -> dict[str, Any] | str:
@@ -140,7 +142,8 @@ class FakeOpenAI:
         if mode in {"boilerplate", "copycat"}:
             return self._completion(body, None, [("ArgumentVerdict", json.dumps(
                 self.adversarial_verdict(mode, messages, tools)))])
-        model = SupportChecker() if is_checker else SupportPlanner()
+        planner, checker = self.models or (SupportPlanner(), SupportChecker())
+        model = checker if is_checker else planner
         reply: AIMessage = model.respond(messages, tools)
         calls = [(c["name"], "{not json" if self.bad_json_arguments and not is_checker
                   else json.dumps(c["args"])) for c in reply.tool_calls]

@@ -1,7 +1,7 @@
-"""Checkpoint storage grows linearly with a run's steps: state keeps a bounded evidence map
-(references to the latest facts), not a transcript. Measured on runs of 10, 50 and 200 tool
-calls driven by a scripted planner, with a control run that shows the measurement would catch
-quadratic growth."""
+"""Checkpoint storage grows linearly with a run's steps: state keeps evidence bounded in bytes
+(old calls folded into summaries, graph.evidence), not a transcript. Measured on runs of 10,
+50 and 200 tool calls driven by a scripted planner, with a control run that shows the
+measurement would catch quadratic growth."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from langchain_core.messages import AIMessage, BaseMessage
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-import graph.state
+import graph.evidence
 from checkpoints.saver import open_checkpointer, thread_config
 from graph import workflows
 from graph.models import ScriptedChatModel
@@ -95,8 +95,8 @@ def checkpoint_bytes(db: Path, run_id: str) -> int:
 
 
 def bytes_per_step(tmp_path: Path, policy: Path, monkeypatch: pytest.MonkeyPatch,
-                   steps: int) -> tuple[float, int]:
-    """Run `steps` reads; returns (checkpoint bytes per step, evidence entries at the end)."""
+                   steps: int) -> tuple[float, dict[str, Any]]:
+    """Run `steps` reads; returns (checkpoint bytes per step, the evidence at the end)."""
     probe = replace(SUPPORT, tools=probe_tools, planner=partial(PagingPlanner, steps=steps),
                     completion=lambda ctx, evidence: (True, "reads only"))
     workflows.get_workflow("support")  # load the built-ins before swapping one out
@@ -111,8 +111,13 @@ def bytes_per_step(tmp_path: Path, policy: Path, monkeypatch: pytest.MonkeyPatch
         last = saver.get_tuple(thread_config(result.run_id))  # type: ignore[arg-type]
     assert last is not None
     assert last.checkpoint["channel_values"]["usage"]["tool_calls"] == steps
-    evidence = len(last.checkpoint["channel_values"]["evidence"])
+    evidence = last.checkpoint["channel_values"]["evidence"]
     return checkpoint_bytes(home / "checkpoints.db", result.run_id) / steps, evidence
+
+
+def calls_in(evidence: dict[str, Any]) -> int:
+    """How many calls the evidence accounts for, folded ones included."""
+    return sum(e["folded"]["calls"] if e.get("folded") else 1 for e in evidence.values())
 
 
 def test_checkpoint_bytes_per_step_stay_flat(tmp_path: Path, roomy_policy: Path,
@@ -120,8 +125,9 @@ def test_checkpoint_bytes_per_step_stay_flat(tmp_path: Path, roomy_policy: Path,
     per_step = {}
     for steps in (10, 50, 200):
         per_step[steps], evidence = bytes_per_step(tmp_path, roomy_policy, monkeypatch, steps)
-        assert evidence == min(steps, graph.state.EVIDENCE_LIMIT)
-    # Linear total: once the evidence map is full, each step costs the same bytes.
+        assert graph.evidence.size_of(evidence) <= graph.evidence.EVIDENCE_BYTES
+        assert calls_in(evidence) == steps  # every call accounted for, none dropped
+    # Linear total: once the evidence is at its bound, each step costs the same bytes.
     print(f"checkpoint bytes per step: {per_step}")
     assert per_step[200] <= 1.15 * per_step[50]
     assert per_step[50] <= 2.0 * per_step[10]
@@ -131,10 +137,10 @@ def test_the_measurement_catches_quadratic_growth(tmp_path: Path, roomy_policy: 
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     # The control: with an unbounded evidence map state grows every step, so bytes per step
     # grow with the run's length, and the flat-bytes assertion above would fail.
-    monkeypatch.setattr(graph.state, "EVIDENCE_LIMIT", 1_000_000)
+    monkeypatch.setattr(graph.evidence, "EVIDENCE_BYTES", 1_000_000_000)
     short, _ = bytes_per_step(tmp_path, roomy_policy, monkeypatch, 30)
     long, evidence = bytes_per_step(tmp_path, roomy_policy, monkeypatch, 120)
-    assert evidence == 120
+    assert len(evidence) == 120 and not any(e.get("folded") for e in evidence.values())
     print(f"unbounded evidence: bytes per step {short:.0f} at 30 steps, {long:.0f} at 120")
     assert long > 1.15 * short * 2
 

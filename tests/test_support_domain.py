@@ -473,15 +473,14 @@ def test_scope_reasons(
     assert scope(conn, ctx_for(conn, ticket_id), tool, **args) == reason
 
 
-def test_scope_without_customer_or_ticket_checks_only_the_tenant(
-    conn: sqlite3.Connection,
-) -> None:
+def test_scope_without_customer_or_ticket_refuses(conn: sqlite3.Connection) -> None:
+    """A run that does not know its customer or ticket may touch nobody's (issue 17)."""
     ctx = ToolContext(conn=conn, tenant_id="acme", run_id="run-1")
-    assert scope(conn, ctx, "get_order", order_id="ORD-10007") is None
-    assert scope(conn, ctx, "add_ticket_note", ticket_id="TKT-1002", body="x") is None
-    assert scope(conn, ctx, "lookup_customer", email="anyone@example.com") is None
-    assert scope(conn, ctx, "get_order", order_id="ORD-10012") == (
-        "order ORD-10012 belongs to another tenant")
+    no_customer = "the run has no customer: refused (scope cannot be checked)"
+    assert scope(conn, ctx, "get_order", order_id="ORD-10007") == no_customer
+    assert scope(conn, ctx, "lookup_customer", email="anyone@example.com") == no_customer
+    assert scope(conn, ctx, "add_ticket_note", ticket_id="TKT-1002", body="x") == (
+        "the run has no ticket: refused (scope cannot be checked)")
 
 
 def test_scope_fails_closed(sqlite_conn: sqlite3.Connection) -> None:

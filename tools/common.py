@@ -85,6 +85,23 @@ def write_transaction(conn: Any) -> AbstractContextManager[Any]:
     return transaction_of(conn, begin=begin_write)
 
 
+RUN_FIELDS = {"tenant_id": "tenant", "customer_id": "customer", "ticket_id": "ticket"}
+"""The run's scope fields a scope check may need, with the word a reason uses for each."""
+
+
+def run_scope_missing(ctx: ToolContext, *fields: str) -> str | None:
+    """A blocking reason when the run lacks one of `fields` ("tenant_id", "customer_id",
+    "ticket_id"), else None. A scope check calls it first: a run that does not know whose data
+    it works on may touch nobody's, so "unknown" never reads as "anyone"."""
+    for name in fields:
+        if name not in RUN_FIELDS:
+            raise ValueError(f"unknown run scope field {name!r}")
+        value = getattr(ctx, name)
+        if value is None or not str(value).strip():
+            return f"the run has no {RUN_FIELDS[name]}: refused (scope cannot be checked)"
+    return None
+
+
 def fail_closed(check: Callable[[ToolContext, Any], str | None]) -> ScopeFn:
     """Wrap a scope check so that any exception becomes a blocking reason."""
 
@@ -97,6 +114,20 @@ def fail_closed(check: Callable[[ToolContext, Any], str | None]) -> ScopeFn:
             return f"scope check failed: {detail}"
 
     return safe
+
+
+def scope_check(*fields: str) -> Callable[[Callable[[ToolContext, Any], str | None]], ScopeFn]:
+    """Make a scope check of `check`: refused when the run lacks one of `fields`
+    (run_scope_missing), and failing closed on any exception (fail_closed)."""
+
+    def wrap(check: Callable[[ToolContext, Any], str | None]) -> ScopeFn:
+        @functools.wraps(check)
+        def guarded(ctx: ToolContext, args: Any) -> str | None:
+            return run_scope_missing(ctx, *fields) or check(ctx, args)
+
+        return fail_closed(guarded)
+
+    return wrap
 
 
 def install_built_db(building: Path, target: Path) -> None:

@@ -15,6 +15,7 @@ from graph.context import SampleTicket
 from graph.models import EVIDENCE_MARK, PROPOSAL_MARK, TICKET_MARK, ScriptedChatModel, extract_block
 from tools.access import queries
 from tools.base import ToolContext
+from tools.common import run_scope_missing
 from verifiers.argument_check import Read, scripted_verdict
 from verifiers.rules import Check, rule
 
@@ -64,7 +65,10 @@ def revoke_targets_grant(ctx: ToolContext, tool: str, args: dict[str, Any]) -> C
 
 @rule("request.is_runs_request")
 def request_is_runs_request(ctx: ToolContext, tool: str, args: dict[str, Any]) -> Check:
-    if ctx.ticket_id is not None and args["request_id"] != ctx.ticket_id:
+    missing = run_scope_missing(ctx, "ticket_id")  # fail closed, as the scope check does
+    if missing:
+        return False, missing
+    if args["request_id"] != ctx.ticket_id:
         return False, f"request {args['request_id']} is not this run's request {ctx.ticket_id}"
     if queries.request(ctx.conn, ctx.tenant_id, args["request_id"]) is None:
         return False, f"request {args['request_id']} does not exist"

@@ -10,6 +10,10 @@ Built from the run's evidence (every tool call so far, in order, with its result
   never succeeded cannot be decided, so the rule blocks).
 
 "The customer was looked up before any write" is `history.ok.lookup_customer > 0`.
+
+Calls folded out of a long run's evidence (graph.evidence) still count in `ok` and `count`;
+in `calls` each is only `{tool, ok, folded}`, so a rule reading its args or result cannot be
+decided and blocks, and `last` has no result for a tool whose latest success was folded.
 """
 
 from __future__ import annotations
@@ -22,13 +26,31 @@ from typing import Any
 def history_facts(evidence: Iterable[Mapping[str, Any]], tools: Iterable[str]) -> dict[str, Any]:
     """The `history` namespace for `evidence` (oldest first); `tools` are the tool names
     `ok` and `count` answer 0 for."""
-    calls = [{"tool": e.get("tool"), "args": dict(e.get("args") or {}),
-              "ok": e.get("error") is None, "result": e.get("result") or {},
-              "error": e.get("error") or ""} for e in evidence]
+    calls: list[dict[str, Any]] = []
+    ok: Counter[str] = Counter()
+    count: Counter[str] = Counter()
+    last: dict[str, Any] = {}
+    for e in evidence:
+        tool = str(e.get("tool"))
+        folded = e.get("folded")
+        if folded:
+            n, failed = int(folded["calls"]), int(folded["failed"])
+            # Which of an aggregate's calls failed is not kept, only how many: each call keeps
+            # its tool and whether it succeeded; its args and result are gone.
+            calls.extend({"tool": tool, "ok": i >= failed, "folded": True} for i in range(n))
+            ok[tool] += n - failed
+            count[tool] += n
+            if n > failed:
+                last.pop(tool, None)  # its latest success is folded: not known any more
+            continue
+        call = {"tool": tool, "args": dict(e.get("args") or {}), "ok": e.get("error") is None,
+                "result": e.get("result") or {}, "error": e.get("error") or ""}
+        calls.append(call)
+        count[tool] += 1
+        if call["ok"]:
+            ok[tool] += 1
+            last[tool] = call["result"]
     names = dict.fromkeys(tools, 0)
-    ok = Counter(c["tool"] for c in calls if c["ok"])
-    count = Counter(c["tool"] for c in calls)
-    last = {c["tool"]: c["result"] for c in calls if c["ok"]}
     return {"calls": calls, "ok": {**names, **ok}, "count": {**names, **count}, "last": last}
 
 

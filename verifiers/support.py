@@ -18,6 +18,7 @@ from graph.models import (
     extract_block,
 )
 from tools.base import ToolContext
+from tools.common import run_scope_missing
 from tools.support import queries
 from verifiers.argument_check import Read, scripted_verdict
 from verifiers.reading import NO_MENTION, Reading, partial_ask, read_ticket
@@ -35,7 +36,10 @@ def refund_order_of_customer(ctx: ToolContext, tool: str, args: dict[str, Any]) 
     order = queries.order_row(ctx.conn, ctx.tenant_id, args["order_id"])
     if order is None:
         return False, f"order {args['order_id']} does not exist in this tenant"
-    if ctx.customer_id is not None and order["customer_id"] != ctx.customer_id:
+    missing = run_scope_missing(ctx, "customer_id")  # fail closed, as the scope check does
+    if missing:
+        return False, missing
+    if order["customer_id"] != ctx.customer_id:
         return False, f"order {args['order_id']} belongs to another customer"
     return True, f"order {args['order_id']} belongs to {order['customer_id']}"
 
@@ -62,7 +66,10 @@ def refund_status_allows(ctx: ToolContext, tool: str, args: dict[str, Any]) -> C
 
 @rule("ticket.is_runs_ticket")
 def ticket_is_runs_ticket(ctx: ToolContext, tool: str, args: dict[str, Any]) -> Check:
-    if ctx.ticket_id is not None and args["ticket_id"] != ctx.ticket_id:
+    missing = run_scope_missing(ctx, "ticket_id")
+    if missing:
+        return False, missing
+    if args["ticket_id"] != ctx.ticket_id:
         return False, f"ticket {args['ticket_id']} is not this run's ticket {ctx.ticket_id}"
     if queries.ticket_row(ctx.conn, ctx.tenant_id, args["ticket_id"]) is None:
         return False, f"ticket {args['ticket_id']} does not exist in this tenant"

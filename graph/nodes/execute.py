@@ -20,12 +20,12 @@ from pydantic import ValidationError
 
 from graph.commit_checks import COMMIT_PREFIX, commit_checks
 from graph.context import RunContext
-from graph.state import AgentState, Evidence, Proposal, Refusal, RuleCheck, usage_delta
+from graph.evidence import Evidence, Refusal, evidence_key
+from graph.state import AgentState, Proposal, RuleCheck, usage_delta
 from tools.base import ToolError, TransientToolError, UnconfirmedEffect, validation_summary
 from tools.ledger import (
     CommitRefused,
     call_digest,
-    canonical_json,
     commit_external,
     commit_once,
     idempotency_key,
@@ -164,7 +164,7 @@ def execute(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     if business is not None:
         entry["refusal"] = Refusal(by="tool", rule_id=tool, reason=business)
     update: dict[str, Any] = {
-        "evidence": {f"{tool}:{canonical_json(args)}": entry},
+        "evidence": {evidence_key(step, tool): entry},
         "last_call": entry,
         "usage": usage_delta(tool_calls=1, retries=attempts),
     }

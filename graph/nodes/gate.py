@@ -7,8 +7,9 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from graph.context import RunContext
-from graph.state import AgentState, Evidence, Refusal
-from tools.ledger import call_digest, canonical_json
+from graph.evidence import Evidence, Refusal, evidence_key
+from graph.state import AgentState
+from tools.ledger import call_digest
 from verifiers.gate import GateRequest, evaluate_gate, run_facts
 from verifiers.history import ordered
 
@@ -58,8 +59,7 @@ def gate(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
                              error=f"refused by policy rule {decision['rule_id']}: "
                                    f"{decision['reason']}")
             update.update(refusals=used + 1, proposal=None, evidence={
-                f"refused:{state['step']}:{proposal['tool']}:"
-                f"{canonical_json(proposal['args'] or {})}": entry})
+                evidence_key(state["step"], proposal["tool"], refused=True): entry})
             return update
         spent = (f" (refusal budget of {budget} spent)"
                  if decision.get("on_block") == "replan" else "")

@@ -10,6 +10,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
 from graph.context import RunContext
+from graph.evidence import evidence_for_model
 from graph.models import (
     EVIDENCE_MARK,
     TICKET_MARK,
@@ -22,12 +23,9 @@ from graph.state import AgentState, Proposal, add_usage, model_usage, usage_delt
 
 
 def planner_messages(state: AgentState, ctx: RunContext) -> list[Any]:
-    """The planner's whole input: system prompt, the ticket, and the evidence so far."""
-    evidence = [
-        {"tool": e["tool"], "args": e["args"], "result": e["result"], "error": e["error"],
-         **({"refused": e["refusal"]} if e.get("refusal") else {})}
-        for e in state["evidence"].values()
-    ]
+    """The planner's whole input: system prompt, the ticket, and the evidence so far (every
+    call with its step; folded calls as their summaries)."""
+    evidence = evidence_for_model(state["evidence"])
     return [
         SystemMessage(ctx.workflow.system_prompt),
         HumanMessage(TICKET_MARK + json.dumps(state["ticket"], sort_keys=True)),

@@ -11,6 +11,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from graph.context import RunContext
+from graph.evidence import evidence_for_model
 from graph.models import model_name_of
 from graph.state import AgentState, RuleCheck, Verdict, add_usage, model_usage, usage_delta
 from tools.ledger import call_digest
@@ -41,8 +42,7 @@ def verify(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     normalized = spec.parse_args(args).model_dump(mode="json")
     invariants = run_invariants(ctx, state, tool, normalized)
 
-    evidence = [{"tool": e["tool"], "args": e["args"], "result": e["result"],
-                 "error": e["error"]} for e in state["evidence"].values()]
+    evidence = evidence_for_model(state["evidence"])
     name = model_name_of(ctx.checker)
     check = check_arguments(ctx.checker, name, state["ticket"], evidence, tool, normalized,
                             origin=proposal["origin"],

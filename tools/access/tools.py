@@ -14,23 +14,25 @@ from typing import Any
 from tools.access import models as m
 from tools.access import queries
 from tools.base import ToolContext, ToolError, ToolRegistry, ToolSpec
-from tools.common import Clock, fail_closed, next_id
+from tools.common import Clock, next_id, scope_check
 from tools.common import arg as _arg
 from tools.common import utc_now as _utc_now
 
 
-@fail_closed
+@scope_check("tenant_id")
 def employee_scope(ctx: ToolContext, args: Any) -> str | None:
+    """The employee must be in the run's tenant."""
     employee_id = _arg(args, "employee_id")
     if queries.employee(ctx.conn, ctx.tenant_id, employee_id) is None:
         return f"employee {employee_id} is not in tenant {ctx.tenant_id}"
     return None
 
 
-@fail_closed
+@scope_check("tenant_id", "ticket_id")
 def request_scope(ctx: ToolContext, args: Any) -> str | None:
+    """The request must be the run's own request."""
     request_id = _arg(args, "request_id")
-    if ctx.ticket_id is not None and request_id != ctx.ticket_id:
+    if request_id != ctx.ticket_id:
         return f"request {request_id} is not this run's request {ctx.ticket_id}"
     return None
 
