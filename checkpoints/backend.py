@@ -56,7 +56,7 @@ def register_schema(schema: Schema) -> Schema:
     return schema
 
 
-STORE_MODULES = ("checkpoints.control_schema",)
+STORE_MODULES = ("checkpoints.control_schema", "observability.schema", "observability.audit")
 """The modules that register a store's schema: `upgrade` and `status` import them all, so a
 process that has not touched a store yet still upgrades it."""
 

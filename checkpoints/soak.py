@@ -28,19 +28,19 @@ import multiprocessing
 import os
 import random
 import shutil
-import sqlite3
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from checkpoints.backend import SqliteBackend
+from checkpoints.domain import install_domain
 from checkpoints.external import api_refunds, payments_service
 from checkpoints.faults import CrashFaults, point_kind
 from checkpoints.runs import RunRecord, RunStore
@@ -205,13 +205,14 @@ def forked_action(home: Home | Path, scenario: Scenario, action: Action, run_id:
 def mutation_rows(home: Home | Path, run_id: str) -> dict[str, int]:
     """Rows per mutation table the run wrote, and, when the harness runs a payments service,
     the refunds its own database holds for the run ("api_refunds")."""
-    conn = sqlite3.connect(as_home(home).root / "support.db")
-    try:
-        rows = {table: conn.execute(f"SELECT COUNT(*) FROM {table} WHERE run_id = ?",
-                                    (run_id,)).fetchone()[0]
-                for table in MUTATION_TABLES}
-    finally:
-        conn.close()
+    with closing(as_home(home).open_backend()) as backend:
+        conn = backend.connect("support")  # the support workflow's store (support.db)
+        try:
+            rows = {table: conn.execute(f"SELECT COUNT(*) FROM {table} WHERE run_id = ?",
+                                        (run_id,)).fetchone()[0]
+                    for table in MUTATION_TABLES}
+        finally:
+            conn.close()
     at_api = api_refunds(run_id)
     if at_api is not None:
         rows["api_refunds"] = at_api
@@ -235,7 +236,7 @@ def only_run_id(home: Home | Path) -> str | None:
 
 def plan_home(template: Template, root: Path) -> Home:
     """The data directory `root` (a copy of the template's); on PostgreSQL with a registry and
-    checkpoints of its own, upgraded, and for a "decide" scenario the waiting run started."""
+    checkpoints and support data of its own, upgraded, and for a "decide" scenario the waiting run started."""
     if template.database_url is None:
         return Home(root)
     home = Home(root, database_url=template.database_url,
@@ -243,6 +244,8 @@ def plan_home(template: Template, root: Path) -> Home:
     backend = home.open_backend()
     try:
         backend.upgrade()
+        # The template's sample data, installed in this plan's own store.
+        install_domain(backend, "support", root / "support.db")
     finally:
         backend.close()
     return home

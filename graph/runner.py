@@ -88,9 +88,15 @@ class Home:
         return self.root / "checkpoints.db"
 
     def domain_db(self, workflow: Workflow) -> Path:
-        """The workflow's SQLite database file (on PostgreSQL its data is the store named
-        after the workflow, checkpoints.domain, and this file is not used)."""
+        """The workflow's SQLite database file (on PostgreSQL its data is the store
+        `domain_store` names, checkpoints.domain, and this file is not used)."""
         return self.root / workflow.db_filename
+
+
+def domain_store(workflow: Workflow) -> str:
+    """The store holding a workflow's data: its database file's stem (support.db: support),
+    so workflows that share a file on SQLite share a schema on PostgreSQL."""
+    return Path(workflow.db_filename).stem
 
 
 @dataclass(frozen=True)
@@ -215,6 +221,11 @@ class Runner:
             self._domain_dbs[workflow.name] = self._open_domain_db(workflow)
         return self._domain_dbs[workflow.name]
 
+    def domain_connection(self, workflow: Workflow, tenant_id: str) -> Any:
+        """The workflow's database as a run of `tenant_id` sees it (on PostgreSQL every
+        transaction bound to that tenant by row-level security); the runner owns it."""
+        return for_tenant(self._domain_db(workflow), tenant_id)
+
     def _backend(self) -> Backend:
         """The backend the domain data lives on: the runner's own."""
         return self.backend
@@ -260,7 +271,7 @@ class Runner:
             return path
         backend = self._backend()
         if not reset:
-            probe = backend.connect(workflow.name)
+            probe = backend.connect(domain_store(workflow))
             try:
                 if is_installed(probe):
                     return path
@@ -271,7 +282,7 @@ class Runner:
             built = Path(aside) / workflow.db_filename
             workflow.build_db(built)
             try:
-                install_domain(backend, workflow.name, built)
+                install_domain(backend, domain_store(workflow), built)
             except ValueError as exc:
                 raise SignoffError(f"cannot install the {workflow.name} data: {exc}") from None
         return path
@@ -543,7 +554,7 @@ class Runner:
 
     def _open_domain_db(self, workflow: Workflow) -> Any:
         if self.home.database_url:
-            conn = self._backend().connect(workflow.name)
+            conn = self._backend().connect(domain_store(workflow))
             if not is_installed(conn):
                 conn.close()
                 raise DamagedData(f"the {workflow.name} data is not installed in "

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from checkpoints.domain import for_tenant
-from graph.runner import Home
+from graph.runner import Home, domain_store
 from graph.workflows import get_workflow
 
 
@@ -26,7 +26,7 @@ def domain_connection(home: Home, workflow: str, tenant_id: str | None = None
             conn.close()
         return
     backend = home.open_backend()
-    conn = backend.connect(workflow)
+    conn = backend.connect(domain_store(get_workflow(workflow)))
     try:
         yield for_tenant(conn, tenant_id) if tenant_id else conn
     finally:
@@ -42,3 +42,18 @@ def domain_rows(home: Home, workflow: str, sql: str, params: Sequence[Any] = ()
             return [tuple(r) for r in conn.execute(sql, params)]
     with domain_connection(home, workflow) as conn:
         return [tuple(r) for r in conn.execute(sql, params)]
+
+
+def store_rows(home: Home, store: str, sql: str, params: Sequence[Any] = ()
+               ) -> list[tuple[Any, ...]]:
+    """The rows `sql` returns from one of signoff's own stores (control, traces, audit) on
+    `home`'s backend."""
+    backend = home.open_backend()
+    try:
+        conn = backend.connect(store)
+        try:
+            return [tuple(r) for r in conn.execute(sql, params)]
+        finally:
+            conn.close()
+    finally:
+        backend.close()

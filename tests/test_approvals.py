@@ -3,7 +3,6 @@ verify, and an approval re-checked against a policy that changed while the run w
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -12,18 +11,18 @@ import pytest
 from checkpoints.saver import thread_config
 from graph.errors import BadDecision
 from graph.factory import build_graph
-from graph.runner import Runner
+from graph.runner import Home, Runner
 from graph.workflows import get_workflow
 from tests.conftest import sample
+from tests.domain_grid import domain_rows, store_rows
 
 SUPPORT = get_workflow("support")
 REQUESTER = "ops@signoff.local"
 
 
-def refunds_of(home: Path, run_id: str) -> list[tuple[str, int]]:
-    with sqlite3.connect(home / "support.db") as conn:
-        return conn.execute("SELECT order_id, amount_cents FROM refunds WHERE run_id = ?",
-                            (run_id,)).fetchall()
+def refunds_of(home: Home, run_id: str) -> list[tuple[Any, ...]]:
+    return domain_rows(home, "support",
+                       "SELECT order_id, amount_cents FROM refunds WHERE run_id = ?", (run_id,))
 
 
 @pytest.fixture
@@ -47,7 +46,7 @@ def paused(runner: Runner) -> str:
 
 def assert_still_waiting(runner: Runner, home: Path, run_id: str) -> None:
     assert runner.runs.get(run_id).status == "waiting_approval"
-    assert refunds_of(home, run_id) == []
+    assert refunds_of(runner.home, run_id) == []
 
 
 @pytest.mark.parametrize("decision, message", [
@@ -85,7 +84,7 @@ def test_reject_ends_rejected_with_no_mutation(runner: Runner, home: Path, pause
                                     "reason": "no receipt on file"})
     assert result.status == "rejected" and result.mutations == 0
     assert result.reason == "rejected by lead@acme.example (support_lead): no receipt on file"
-    assert refunds_of(home, paused) == []
+    assert refunds_of(runner.home, paused) == []
     approval = final_state(runner, paused)["approval"]
     assert (approval["action"], approval["by"], approval["role"]) == \
         ("reject", "lead@acme.example", "support_lead")
@@ -97,7 +96,7 @@ def test_edit_up_past_the_ceiling_is_blocked_red(runner: Runner, home: Path,
                                     "args": {"amount_cents": 60000}})
     assert result.status == "blocked"
     assert result.reason and result.reason.startswith("gate refund.over_ceiling:")
-    assert refunds_of(home, paused) == []
+    assert refunds_of(runner.home, paused) == []
     state = final_state(runner, paused)
     assert state["proposal"]["origin"] == "human_edit"
     assert state["proposal"]["args"]["amount_cents"] == 60000
@@ -109,12 +108,11 @@ def test_edit_down_is_gated_green_verified_and_executes_once(runner: Runner, hom
     result = runner.decide(paused, {"action": "edit", "by": "lead@acme.example",
                                     "reason": "partial refund", "args": {"amount_cents": 4000}})
     assert result.status == "resolved", result.reason
-    assert refunds_of(home, paused) == [("ORD-10002", 4000)]
+    assert refunds_of(runner.home, paused) == [("ORD-10002", 4000)]
     state = final_state(runner, paused)
     assert state["mutations"] == 2  # the refund and the customer note
-    with sqlite3.connect(home / "support.db") as conn:
-        ledger = conn.execute("SELECT COUNT(*) FROM mutation_ledger WHERE run_id = ? AND "
-                              "tool = 'create_refund_request'", (paused,)).fetchone()[0]
+    ledger = domain_rows(runner.home, "support", "SELECT COUNT(*) FROM mutation_ledger WHERE"
+                         " run_id = ? AND tool = 'create_refund_request'", (paused,))[0][0]
     assert ledger == 1
 
 
@@ -128,7 +126,7 @@ def test_edit_back_into_yellow_waits_again(runner: Runner, home: Path, paused: s
     assert again.pending["proposal"]["origin"] == "human_edit"
     done = runner.decide(paused, {"action": "approve", "by": "lead@acme.example"})
     assert done.status == "resolved"
-    assert refunds_of(home, paused) == [("ORD-10002", 9000)]
+    assert refunds_of(runner.home, paused) == [("ORD-10002", 9000)]
 
 
 def test_approval_records_identity_role_and_policy_version(runner: Runner, home: Path,
@@ -146,9 +144,8 @@ def test_approval_records_identity_role_and_policy_version(runner: Runner, home:
     assert approvals[0] == {"action": "approve", "by": "lead@acme.example",
                             "role": "support_lead", "reason": "ok",
                             "policy_version": policy.version, "policy_digest": policy.digest}
-    with sqlite3.connect(home / "traces.db") as conn:
-        rows = conn.execute("SELECT verdict, rule_id, data FROM decisions WHERE run_id = ? AND "
-                            "kind = 'approval'", (paused,)).fetchall()
+    rows = store_rows(runner.home, "traces", "SELECT verdict, rule_id, data FROM decisions"
+                      " WHERE run_id = ? AND kind = 'approval'", (paused,))
     assert len(rows) == 1 and rows[0][:2] == ("approve", "role:support_lead")
     assert f'"policy_version":"{policy.version}"' in rows[0][2].replace(" ", "")
 
@@ -174,7 +171,7 @@ def test_policy_changed_while_waiting_gates_again_before_acting(home: Path, tmp_
         changed.close()
     assert result.status == "blocked"
     assert result.reason and result.reason.startswith("gate refund.over_ceiling:")
-    assert refunds_of(home, paused) == []
+    assert refunds_of(runner.home, paused) == []
     state = final_state(runner, paused)
     assert state["approval"]["policy_version"] == "2026.12.0"
     assert (state["gate"]["policy_version"], state["gate"]["rule_id"]) == \

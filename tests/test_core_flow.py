@@ -3,7 +3,6 @@ and an approval resumes a paused run that then commits exactly once."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,10 @@ from langgraph.types import Command
 
 from graph.context import RunContext
 from graph.factory import build_graph
-from graph.runner import Runner, initial_inputs
+from graph.runner import Home, Runner, initial_inputs
 from graph.workflows import get_workflow
 from tests.conftest import CHECKPOINTERS, checkpointer, sample
+from tests.domain_grid import domain_rows
 from verifiers.policy import load_policy
 
 SUPPORT = get_workflow("support")
@@ -28,10 +28,9 @@ def runner(backend_runner: Runner) -> Runner:
     return backend_runner
 
 
-def refunds_of(home: Path, run_id: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(home / "support.db") as conn:
-        return conn.execute("SELECT order_id, amount_cents FROM refunds WHERE run_id = ?",
-                            (run_id,)).fetchall()
+def refunds_of(home: Home, run_id: str) -> list[tuple[Any, ...]]:
+    return domain_rows(home, "support",
+                       "SELECT order_id, amount_cents FROM refunds WHERE run_id = ?", (run_id,))
 
 
 @pytest.mark.parametrize("ticket", TICKETS, ids=[t.ticket_id for t in TICKETS])
@@ -40,7 +39,7 @@ def test_sample_ticket_reaches_expected_outcome(runner: Runner, home: Path, tick
     assert result.status == ticket.expect["outcome"], result.reason
     committed = runner.runs.get(result.run_id)
     assert committed.status == result.status
-    refunds = refunds_of(home, result.run_id)
+    refunds = refunds_of(runner.home, result.run_id)
     assert bool(refunds) == ("create_refund_request" in ticket.expect["mutations"])
 
 
@@ -48,19 +47,19 @@ def test_blocked_run_commits_nothing_and_says_why(runner: Runner, home: Path) ->
     result = runner.start("support", sample("TKT-1007"), requester="ops@signoff.local")
     assert result.status == "blocked"
     assert "refundable balance" in (result.reason or "")
-    assert refunds_of(home, result.run_id) == []
+    assert refunds_of(runner.home, result.run_id) == []
 
 
 def test_approval_resumes_and_commits_exactly_once(runner: Runner, home: Path) -> None:
     paused = runner.start("support", sample("TKT-1002"), requester="ops@signoff.local")
     assert paused.status == "waiting_approval"
     assert paused.pending and paused.pending["proposal"]["tool"] == "create_refund_request"
-    assert refunds_of(home, paused.run_id) == []
+    assert refunds_of(runner.home, paused.run_id) == []
 
     done = runner.decide(paused.run_id, {"action": "approve", "by": "lead@acme.example",
                                          "reason": "receipt checked"})
     assert done.status == "resolved"
-    assert refunds_of(home, paused.run_id) == [("ORD-10002", 12000)]
+    assert refunds_of(runner.home, paused.run_id) == [("ORD-10002", 12000)]
 
 
 # The same interrupt/resume, driven directly on the compiled graph, under each checkpointer.
@@ -69,7 +68,7 @@ def test_approval_resumes_and_commits_exactly_once(runner: Runner, home: Path) -
 def test_interrupt_then_resume_under_each_checkpointer(kind: str, runner: Runner,
                                                        home: Path) -> None:
     ticket = sample("TKT-1002")
-    db = SUPPORT.open_db(home / "support.db")
+    db = runner.domain_connection(SUPPORT, "acme")
     runs = runner.runs
     ctx = RunContext(run_id="run-grid", tenant_id="acme", requester="ops@signoff.local",
                      workflow=SUPPORT, registry=SUPPORT.tools(),
@@ -87,6 +86,6 @@ def test_interrupt_then_resume_under_each_checkpointer(kind: str, runner: Runner
                                  config, context=ctx, durability="sync")
             assert final["outcome"] == "resolved"
             assert final["mutations"] == 2
-        assert refunds_of(home, "run-grid") == [("ORD-10002", 12000)]
+        assert refunds_of(runner.home, "run-grid") == [("ORD-10002", 12000)]
     finally:
         db.close()

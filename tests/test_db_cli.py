@@ -17,6 +17,8 @@ from cli.main import app
 from graph.runner import Home
 from tests.pg import pg_schemas
 
+STORES = ("audit", "control", "traces")
+"""signoff's own stores, in the order `db status` lists them (the checkpoints last)."""
 
 def signoff(*args: str):  # noqa: ANN201 - click Result
     return CliRunner().invoke(app, list(args))
@@ -33,15 +35,16 @@ def test_db_upgrade_and_status_on_sqlite(home: Path) -> None:
     before = signoff("db", "status")
     assert before.exit_code == 0, before.output
     assert before.stdout.splitlines() == [
-        f"control v0 behind v1: upgraded when first opened, or by `signoff db upgrade` "
-        f"({home / 'control.db'})"]
+        f"{store} v0 behind v1: upgraded when first opened, or by `signoff db upgrade` "
+        f"({home / f'{store}.db'})" for store in STORES]
     first = signoff("db", "upgrade")
     assert first.exit_code == 0, first.output
-    assert first.stdout.splitlines() == ["control v1", f"{home}: upgraded"]
+    assert first.stdout.splitlines() == [*(f"{store} v1" for store in STORES), f"{home}: upgraded"]
     again = signoff("db", "upgrade")
     assert again.exit_code == 0 and again.stdout.splitlines() == [f"{home}: up to date"]
     after = signoff("db", "status")
-    assert after.stdout.splitlines() == [f"control v1 current ({home / 'control.db'})"]
+    assert after.stdout.splitlines() == [f"{store} v1 current ({home / f'{store}.db'})"
+                                         for store in STORES]
 
 
 def test_db_upgrade_and_status_on_postgres(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,18 +59,20 @@ def test_db_upgrade_and_status_on_postgres(home: Path, monkeypatch: pytest.Monke
         behind = signoff("db", "status")
         assert behind.exit_code == 0, behind.output
         assert behind.stdout.splitlines() == [
-            f"control v0 behind v1: run `signoff db upgrade` ({url} schema {prefix}control)",
+            *(f"{store} v0 behind v1: run `signoff db upgrade` ({url} schema {prefix}{store})"
+              for store in STORES),
             f"checkpoints v0 behind v10: run `signoff db upgrade` ({url} schema "
             f"{prefix}checkpoints)"]
 
         first = signoff("db", "upgrade")
         assert first.exit_code == 0, first.output
-        assert first.stdout.splitlines() == ["control v1", "checkpoints v10", f"{url}: upgraded"]
+        assert first.stdout.splitlines() == [*(f"{store} v1" for store in STORES),
+                                             "checkpoints v10", f"{url}: upgraded"]
         again = signoff("db", "upgrade")
         assert again.stdout.splitlines() == [f"{url}: up to date"]
         current = signoff("db", "status")
         assert current.stdout.splitlines() == [
-            f"control v1 current ({url} schema {prefix}control)",
+            *(f"{store} v1 current ({url} schema {prefix}{store})" for store in STORES),
             f"checkpoints v10 current ({url} schema {prefix}checkpoints)"]
         assert signoff("runs").exit_code == 0
         assert not (home / "control.db").exists()  # the registry is in Postgres
@@ -89,7 +94,7 @@ def test_two_upgrades_at_once_apply_each_version_once() -> None:
             thread.start()
         for thread in threads:
             thread.join()
-        assert sorted(applied) == [[], ["control v1", "checkpoints v10"]]
+        assert sorted(applied) == [[], [*(f"{store} v1" for store in STORES), "checkpoints v10"]]
 
 
 @pytest.mark.parametrize("url, shown", [
@@ -144,7 +149,7 @@ def test_a_control_db_from_before_versions_opens_and_is_stamped(home: Path) -> N
     finally:
         store.close()
         backend.close()
-    assert signoff("db", "status").stdout.startswith("control v1 current")
+    assert "\ncontrol v1 current" in signoff("db", "status").stdout
     assert "run-0ld0000001" in signoff("runs").stdout
 
 

@@ -4,7 +4,6 @@ run approved after it was set; `--all` covers every workflow; `unkill` restores.
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from graph.factory import build_graph
 from graph.runner import Home, Runner
 from graph.workflows import get_workflow, register_workflow
 from tests.conftest import run_store, sample, saver_of
+from tests.domain_grid import domain_rows
 from tools.base import ToolContext, ToolSpec
 from verifiers.support import SupportChecker
 
@@ -31,9 +31,8 @@ SUPPORT = get_workflow("support")
 REQUESTER = "ops@signoff.local"
 
 
-def rows(home: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(home / "support.db") as conn:
-        return conn.execute(sql, params).fetchall()
+def rows(home: Home, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    return domain_rows(home, "support", sql, params)
 
 
 def refunds_of(home: Path, run_id: str) -> list[tuple[Any, ...]]:
@@ -77,8 +76,8 @@ def test_paused_run_approved_after_kill_ends_blocked_with_no_refund(runner: Runn
                                            "reason": "receipt checked"})
     assert result.status == "blocked" and result.reason == reason
     assert result.mutations == 0
-    assert refunds_of(home, paused.run_id) == []
-    assert rows(home, "SELECT COUNT(*) FROM mutation_ledger WHERE run_id = ?",
+    assert refunds_of(runner.home, paused.run_id) == []
+    assert rows(runner.home, "SELECT COUNT(*) FROM mutation_ledger WHERE run_id = ?",
                 paused.run_id) == [(0,)]
     assert runner.runs.get(paused.run_id).status == "blocked"
 
@@ -103,7 +102,7 @@ def test_kill_all_covers_every_workflow_and_unkill_restores(runner: Runner, home
         assert result.reason == ("gate kill_switch: kill switch for all workflows set by "
                                  "oncall@x: incident 42")
         assert final_state(runner.home, result.run_id)["gate"]["rule_id"] == "kill_switch"
-        assert refunds_of(home, result.run_id) == []
+        assert refunds_of(runner.home, result.run_id) == []
 
     cleared = cli.invoke(app, ["unkill", "--all"])
     assert cleared.exit_code == 0 and "cleared for all workflows" in cleared.stdout
@@ -156,7 +155,7 @@ def test_run_in_flight_stops_at_its_next_gate(home: Path, backend_home: Home) ->
     state = final_state(backend_home, result.run_id)
     assert [e["tool"] for e in state["evidence"].values()] == ["lookup_customer"]
     assert state["proposal"]["tool"] == "get_order"
-    assert refunds_of(home, result.run_id) == []
+    assert refunds_of(backend_home, result.run_id) == []
 
 
 @dataclass
@@ -179,8 +178,8 @@ def test_a_mutation_already_authorized_commits_and_nothing_after_it(
         runner.close()
     assert result.status == "blocked"
     assert result.reason and result.reason.startswith("gate kill_switch:")
-    assert refunds_of(home, result.run_id) == [("ORD-10001", 1800)]
-    assert rows(home, "SELECT COUNT(*) FROM ticket_notes WHERE run_id = ?",
+    assert refunds_of(backend_home, result.run_id) == [("ORD-10001", 1800)]
+    assert rows(backend_home, "SELECT COUNT(*) FROM ticket_notes WHERE run_id = ?",
                 result.run_id) == [(0,)]
 
 
@@ -212,7 +211,7 @@ def test_execute_checks_the_switch_again(home: Path, backend_home: Home) -> None
     state = final_state(backend_home, result.run_id)
     assert state["gate"]["rule_id"] == "refund.small"  # the gate had passed it
     assert state["verdict"]["ok"] is True
-    assert refunds_of(home, result.run_id) == []
+    assert refunds_of(backend_home, result.run_id) == []
 
 
 def test_status_says_when_a_kill_switch_holds_or_ended_a_run(backend_home: Home) -> None:

@@ -5,7 +5,6 @@ registry on PostgreSQL too)."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing
@@ -23,6 +22,7 @@ from graph.factory import build_graph
 from graph.runner import Home, Runner, initial_inputs
 from graph.workflows import get_workflow
 from tests.conftest import CHECKPOINTERS
+from tests.domain_grid import domain_rows
 
 WORKFLOW = get_workflow("support")
 TICKETS = {t.ticket_id: t for t in WORKFLOW.sample_tickets()}
@@ -35,10 +35,10 @@ class Direct:
     context the runner builds."""
 
     def __init__(self, home: Home, ticket_id: str) -> None:
-        self.home = home.root
+        self.home = home
         self.runner = Runner(home)
-        self.db = WORKFLOW.open_db(home.root / "support.db")
         self.ticket = TICKETS[ticket_id]
+        self.db = self.runner.domain_connection(WORKFLOW, self.ticket.tenant_id)
         self.run_id = f"run-replay-{ticket_id.lower()}"
         policy, error = self.runner.load_policy(WORKFLOW)
         planner, checker = self.runner._models(WORKFLOW)
@@ -52,8 +52,7 @@ class Direct:
         self.graph = build_graph().compile(checkpointer=saver)
 
     def close(self) -> None:
-        self.db.close()
-        self.runner.close()
+        self.runner.close()  # closes the domain connection it handed out
 
     def invoke(self, payload: Any, config: Any = None) -> dict[str, Any]:
         return self.graph.invoke(payload, config or self.config, context=self.ctx,
@@ -71,13 +70,10 @@ class Direct:
                     and (s.values.get("proposal") or {}).get("tool") == tool)
 
     def rows(self) -> dict[str, int]:
-        conn = sqlite3.connect(self.home / "support.db")
-        try:
-            return {table: conn.execute(f"SELECT COUNT(*) FROM {table} WHERE run_id = ?",
-                                        (self.run_id,)).fetchone()[0]
-                    for table in ("refunds", "ticket_notes", "mutation_ledger")}
-        finally:
-            conn.close()
+        return {table: domain_rows(self.home, "support",
+                                   f"SELECT COUNT(*) FROM {table} WHERE run_id = ?",
+                                   (self.run_id,))[0][0]
+                for table in ("refunds", "ticket_notes", "mutation_ledger")}
 
 
 @pytest.fixture(params=CHECKPOINTERS)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -133,7 +134,10 @@ def test_runs_as_the_worker_role_keep_to_their_tenant(tmp_path: Path) -> None:
     row a run writes is its tenant's, and an acme run asking about globex's order finds none
     of it (the cross-tenant lookup the scope check makes sees no row on Postgres)."""
     with pg_schemas() as (url, prefix):
-        owner = Runner(Home(tmp_path, database_url=url, schema_prefix=prefix), price=price_fn())
+        owner_home = Home(tmp_path, database_url=url, schema_prefix=prefix)
+        with closing(owner_home.open_backend()) as backend:
+            backend.upgrade()  # `signoff db upgrade`, as the owner
+        owner = Runner(owner_home, price=price_fn())
         owner.ensure_domain_db(SUPPORT, reset=True)
         owner.close()
         worker_home = Home(tmp_path, database_url=as_role(url, DEFAULT_WORKER_ROLE),
