@@ -235,8 +235,8 @@ def only_run_id(home: Home | Path) -> str | None:
 
 
 def plan_home(template: Template, root: Path) -> Home:
-    """The data directory `root` (a copy of the template's); on PostgreSQL with a registry and
-    checkpoints and support data of its own, upgraded, and for a "decide" scenario the waiting run started."""
+    """The data directory `root` (a copy of the template's); on PostgreSQL with a registry,
+    checkpoints and support data of its own, upgraded."""
     if template.database_url is None:
         return Home(root)
     home = Home(root, database_url=template.database_url,

@@ -55,11 +55,11 @@ def test_four_processes_appending_at_once_keep_one_gap_free_chain(backend_home: 
     total = WRITERS * BATCHES * PER_BATCH
     seqs = [row[0] for row in execute(home, "audit", "SELECT seq FROM audit ORDER BY seq")]
     assert seqs == list(range(1, total + 1))
-    # The writers' batches interleave (they ran at once), yet each batch stays contiguous.
+    # Each batch stays contiguous however the writers were scheduled (under load they may
+    # also run one after another, so interleaving is not asserted).
     owners = [row[0] for row in execute(home, "audit",
                                          "SELECT run_id FROM audit ORDER BY seq")]
     assert len({tuple(owners[i:i + PER_BATCH]) for i in range(0, total, PER_BATCH)}) \
         == WRITERS
-    assert owners != sorted(owners)
     result = verify_audit(home)
     assert (result.ok, result.entries_checked) == (True, total)
