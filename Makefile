@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo demo-api test check lint typecheck bench bench-quick soak eval gate clean
+.PHONY: demo demo-api test check lint typecheck bench bench-quick soak soak-pg eval gate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ bench-quick: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m checkpoints.soak --kills 1000
 	$(BIN)/python -m checkpoints.soak --kills 1000 --payments --flaky
+
+# The 1000 SIGKILLs with every store on PostgreSQL (schemas of its own, dropped afterwards).
+soak-pg: $(STAMP)
+	@test -n "$$SIGNOFF_TEST_DATABASE_URL" || { echo "soak-pg needs SIGNOFF_TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1:5432/test)"; exit 1; }
+	$(BIN)/python -m checkpoints.soak --kills 1000 --database-url "$$SIGNOFF_TEST_DATABASE_URL"
 
 # The regression and red-team sets, then shadow mode; reports under $$SIGNOFF_HOME/evals.
 eval: $(STAMP)

@@ -38,12 +38,15 @@ from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from checkpoints.backend import SqliteBackend
+from checkpoints.backend import PostgresBackend, SqliteBackend, open_backend
 from checkpoints.domain import install_domain
 from checkpoints.external import api_refunds, payments_service
 from checkpoints.faults import CrashFaults, point_kind
+from checkpoints.pgreset import drop_prefix, reset_prefix, reset_script
 from checkpoints.runs import RunRecord, RunStore
+from graph.errors import StoreUnavailable
 from graph.runner import Home, Runner
 
 REQUESTER = "agent-ops@acme.example"
@@ -103,9 +106,13 @@ class Template:
     rows: dict[str, int]
     """Rows per mutation table the run wrote."""
     database_url: str | None = None
-    """Set to run each plan with its run registry and checkpoints on PostgreSQL, in schemas
-    of its own under `schema_prefix` (the domain data stays in the copied directory)."""
+    """Set to run each plan with every store on PostgreSQL, in schemas under `schema_prefix`
+    (the copied directory then holds no run)."""
     schema_prefix: str = ""
+    source_prefix: str = ""
+    """On PostgreSQL: the prefix whose stores hold the state the killed action starts from
+    (upgraded, the sample data installed, and a "decide" scenario's waiting run); each plan's
+    stores are reset to its rows (checkpoints.pgreset)."""
 
 
 @dataclass(frozen=True)
@@ -235,8 +242,8 @@ def only_run_id(home: Home | Path) -> str | None:
 
 
 def plan_home(template: Template, root: Path) -> Home:
-    """The data directory `root` (a copy of the template's); on PostgreSQL with a registry,
-    checkpoints and support data of its own, upgraded."""
+    """The data directory `root` (a copy of the template's); on PostgreSQL with stores of its
+    own under a new prefix, upgraded, and the sample data installed (no run yet)."""
     if template.database_url is None:
         return Home(root)
     home = Home(root, database_url=template.database_url,
@@ -248,6 +255,33 @@ def plan_home(template: Template, root: Path) -> Home:
         install_domain(backend, "support", root / "support.db")
     finally:
         backend.close()
+    return home
+
+
+_REUSED: dict[tuple[int, str], str] = {}
+"""(process id, template prefix) -> the prefix that process resets for each of its plans."""
+_SCRIPTS: dict[tuple[str, str], str] = {}
+"""(source prefix, reused prefix) -> its checkpoints.pgreset.reset_script."""
+
+
+def reset_home(template: Template, root: Path) -> Home:
+    """The data directory `root` on PostgreSQL, on this process's own prefix (made with
+    `plan_home` the first time), every store reset to the rows of the template's source: the
+    state the killed action starts from, without upgrading and installing for every plan."""
+    assert template.database_url is not None and template.source_prefix
+    key = (os.getpid(), template.schema_prefix)
+    if key in _REUSED:
+        home = Home(root, database_url=template.database_url, schema_prefix=_REUSED[key])
+    else:
+        home = plan_home(template, root)
+        _REUSED[key] = home.schema_prefix
+    import psycopg
+
+    pair = (template.source_prefix, home.schema_prefix)
+    with psycopg.connect(template.database_url, autocommit=True) as raw:
+        if pair not in _SCRIPTS:
+            _SCRIPTS[pair] = reset_script(raw, *pair)
+        reset_prefix(raw, _SCRIPTS[pair])
     return home
 
 
@@ -267,11 +301,10 @@ def execute_plan(template: Template, plan: KillPlan, workdir: Path) -> PlanRepor
     shutil.rmtree(root)
     shutil.copytree(template.home, root)
     try:
-        home = plan_home(template, root)
+        home = plan_home(template, root) if template.database_url is None \
+            else reset_home(template, root)
         action: Action = scenario.kill_in
         run_id = template.run_id
-        if template.database_url is not None and run_id is not None:
-            run_id = _start_waiting(home, scenario)
         in_flight = saved_before_kill = False  # a decision sent by a process that died
         for attempt in range(MAX_ACTIONS):
             kill_at = plan.kills[attempt] if attempt < len(plan.kills) else None
@@ -341,6 +374,7 @@ def prepare_templates(workdir: Path, names: Iterable[str], *, database_url: str 
     with `database_url`, each plan's registry and checkpoints go to PostgreSQL."""
     from graph.workflows import get_workflow
 
+    database_url = unsynced_url(database_url) if database_url else None
     base = workdir / "base"
     runner = Runner(Home(base))
     runner.ensure_domain_db(get_workflow("support"), reset=True)
@@ -351,18 +385,23 @@ def prepare_templates(workdir: Path, names: Iterable[str], *, database_url: str 
         scenario = SCENARIOS[name]
         home = workdir / f"template-{name}"
         shutil.copytree(base, home)
-        run_id = None
-        if scenario.kill_in == "decide":
-            status = run_action(home, scenario, "start", None)
-            if status != "waiting_approval":
-                raise RuntimeError(f"scenario {name}: the run did not wait ({status})")
-            run_id = only_run_id(home)
         reference = workdir / f"reference-{name}"
         shutil.copytree(home, reference)
-        draft = Template(scenario=scenario, home=home, run_id=run_id, points=(), outcome="",
+        draft = Template(scenario=scenario, home=home, run_id=None, points=(), outcome="",
                          rows={}, database_url=database_url, schema_prefix=schema_prefix)
+        # The state the killed action starts from; on PostgreSQL in the source prefix plans
+        # are reset to. The reference is measured on stores made the ordinary way (not reset
+        # copies), so a reset that lost something would show as a mismatch.
+        source = plan_home(draft, home)
+        waits = scenario.kill_in == "decide"
+        draft = dataclasses.replace(draft, run_id=_start_waiting(source, scenario) if waits
+                                    else None, source_prefix=source.schema_prefix
+                                    if database_url else "")
+        if database_url is None:
+            shutil.rmtree(reference)
+            shutil.copytree(home, reference)
         ref_home = plan_home(draft, reference)
-        ref_run = run_id if database_url is None or run_id is None else \
+        ref_run = draft.run_id if database_url is None or not waits else \
             _start_waiting(ref_home, scenario)
         counter = CrashFaults()
         status = run_action(ref_home, scenario, scenario.kill_in, ref_run, faults=counter)
@@ -374,6 +413,20 @@ def prepare_templates(workdir: Path, names: Iterable[str], *, database_url: str 
                                               outcome=status, rows=mutation_rows(ref_home, ref_id))
         shutil.rmtree(reference)
     return templates
+
+
+def unsynced_url(url: str) -> str:
+    """`url` with `synchronous_commit=off` for its sessions.
+
+    As with tmpfs below: the harness kills clients, never the server, and a commit is visible
+    to every other session the moment it returns, synced or not; it only spares each of the
+    many short runs a wait for the disk.
+    """
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    options = " ".join([v for k, v in query if k == "options"] + ["-csynchronous_commit=off"])
+    query = [(k, v) for k, v in query if k != "options"] + [("options", options)]
+    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
 
 
 def scratch_root() -> str | None:
@@ -463,6 +516,13 @@ def format_summary(s: Summary, seconds: float) -> str:
     ])
 
 
+def _drop_schemas(url: str, prefix: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as raw:
+        drop_prefix(raw, prefix)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m checkpoints.soak",
@@ -481,11 +541,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-key", action="store_true",
                         help="With --payments: the control; the tool does not forward "
                              "idempotency keys, and duplicates are expected.")
+    parser.add_argument("--database-url", metavar="URL",
+                        help="Every store on this PostgreSQL database instead of SQLite, in "
+                             "schemas under a soak<hex>_ prefix dropped afterwards; the role "
+                             "must not be subject to row-level security (a superuser or "
+                             "BYPASSRLS: the harness counts every tenant's rows).")
     args = parser.parse_args(argv)
     if args.kills < 1 or args.workers < 1:
         parser.error("--kills and --workers must be at least 1")
     if (args.flaky or args.no_key) and not args.payments:
         parser.error("--flaky and --no-key need --payments")
+    if args.database_url:
+        try:  # one line now, not a traceback from deep in the first template
+            with closing(open_backend(Path("."), args.database_url)) as backend:
+                assert isinstance(backend, PostgresBackend)
+                backend.pool  # noqa: B018 - opening it is the check
+        except StoreUnavailable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 3
     rng = random.Random(args.seed)
     started = time.perf_counter()
     names = args.scenario or (API_SCENARIOS if args.payments else sorted(SCENARIOS))
@@ -495,7 +568,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.payments:
             stack.enter_context(payments_service(workdir, flaky=args.flaky,
                                                  forward_key=not args.no_key))
-        templates = prepare_templates(workdir, names)
+        prefix = f"soak{uuid.uuid4().hex[:8]}_"
+        if args.database_url:
+            stack.callback(_drop_schemas, args.database_url, prefix)
+        templates = prepare_templates(workdir, names, database_url=args.database_url,
+                                      schema_prefix=prefix)
         plans = single_kill_plans(templates)
         rng.shuffle(plans)
         reports = run_plans(templates, plans[:args.kills], workdir, args.workers)
