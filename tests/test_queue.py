@@ -2,8 +2,9 @@
 `signoff worker` processes drive, the run's lease keeps two drivers off one run, a SIGKILLed
 worker's run is taken over, and two workers drain 200 tickets with no duplicate mutation.
 
-The stores are the SQLite home (one machine, many workers); the queue is PostgreSQL, at
-SIGNOFF_TEST_DATABASE_URL, each test in a schema of its own.
+The stores are the SQLite home (one machine, many workers), and for the drain also every
+store on PostgreSQL; the queue is PostgreSQL, at SIGNOFF_TEST_DATABASE_URL, each test in a
+schema of its own.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from graph.observe import recorder_factory
 from graph.runner import Home, Runner
 from graph.workflows import get_workflow
 from tests.conftest import sample
+from tests.domain_grid import domain_rows, store_rows
+from tests.pg import pg_schemas
 from worker.app import QueueSettings, create_app
 from worker.queue import enqueue_run, migrations_between, upgrade_schema
 
@@ -308,9 +311,37 @@ def test_a_worker_killed_mid_run_is_taken_over_with_no_second_refund(
     assert "stalled job(s) retried" in log or "lapsed run(s) enqueued" in log, log
 
 
+@pytest.fixture(params=("sqlite", "postgres"))
+def drain_home(request: pytest.FixtureRequest, queue: str, home: Path,
+               monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:
+    """The home the drain's workers share: the SQLite directory, or every store on PostgreSQL
+    under a schema prefix of its own, made the operator's way (`signoff db upgrade`, then the
+    sample data installed), the workers told through SIGNOFF_DATABASE_URL. They connect as the
+    test server's owner role; the queue stays in its own schema either way."""
+    if request.param == "sqlite":
+        yield Home(home)
+        return
+    with pg_schemas() as (url, prefix):
+        monkeypatch.setenv("SIGNOFF_DATABASE_URL", url)
+        monkeypatch.setenv("SIGNOFF_DB_SCHEMA_PREFIX", prefix)
+        upgraded = CliRunner().invoke(app, ["db", "upgrade"])
+        assert upgraded.exit_code == 0, upgraded.output
+        yield Home(home, database_url=url, schema_prefix=prefix)
+
+
 def test_two_workers_drain_200_tickets_with_no_duplicate_mutation(
-        queue: str, seeded: Runner, home: Path, workers: Callable[..., Worker],
+        drain_home: Home, queue: str, workers: Callable[..., Worker],
         capsys: pytest.CaptureFixture[str]) -> None:
+    seeded = Runner(drain_home, recorder_factory=recorder_factory())
+    seeded.ensure_domain_db(get_workflow("support"), reset=True)
+    try:
+        drain(drain_home, seeded, queue, workers, capsys)
+    finally:
+        seeded.close()
+
+
+def drain(home: Home, seeded: Runner, queue: str, workers: Callable[..., Worker],
+          capsys: pytest.CaptureFixture[str]) -> None:
     tickets = get_workflow("support").sample_tickets()
     pair = [workers(queue, "--lapsed-after", "60s"), workers(queue, "--lapsed-after", "60s")]
     for worker in pair:
@@ -321,11 +352,10 @@ def test_two_workers_drain_200_tickets_with_no_duplicate_mutation(
     enqueue_all(queue, run_ids)
 
     def settled() -> dict[str, str]:
-        with sqlite3.connect(home / "control.db") as conn:
-            rows = conn.execute("SELECT run_id, status FROM runs").fetchall()
+        rows = store_rows(home, "control", "SELECT run_id, status FROM runs")
         return {run_id: status for run_id, status in rows if status not in ("queued", "running")}
 
-    wait_for(lambda: len(settled()) == 200, 60, "200 runs to be driven", every=0.5)
+    wait_for(lambda: len(settled()) == 200, 90, "200 runs to be driven", every=0.5)
     drained = time.perf_counter() - started
     waiting = [run_id for run_id, status in settled().items() if status == "waiting_approval"]
     assert waiting  # TKT-1002's refunds wait for a lead
@@ -339,16 +369,16 @@ def test_two_workers_drain_200_tickets_with_no_duplicate_mutation(
              "the approved runs to end", every=0.5)
     total = time.perf_counter() - started
     with capsys.disabled():
-        print(f"\n200 tickets, 2 workers: registered, queued and driven in {drained:.1f}s "
-              f"({200 / drained:.1f} tickets/s); with {len(waiting)} approvals resumed, "
-              f"all terminal in {total:.1f}s")
+        stores = "PostgreSQL" if home.database_url else "SQLite"
+        print(f"\n200 tickets, 2 workers, stores on {stores}: registered, queued and driven "
+              f"in {drained:.1f}s ({200 / drained:.1f} tickets/s); with {len(waiting)} "
+              f"approvals resumed, all terminal in {total:.1f}s")
 
     statuses = settled()
     assert set(statuses) == set(run_ids) and set(statuses.values()) <= TERMINAL
-    with sqlite3.connect(home / "support.db") as conn:
-        per_run = {table: dict(conn.execute(f"SELECT run_id, COUNT(*) FROM {table}"
-                                            " GROUP BY run_id").fetchall())
-                   for table in MUTATION_TABLES}
+    per_run = {table: dict(domain_rows(home, "support", f"SELECT run_id, COUNT(*) FROM {table}"
+                                                        " GROUP BY run_id"))
+               for table in MUTATION_TABLES}
     for run_id in run_ids:
         effects = sum(per_run[t].get(run_id, 0) for t in ("refunds", "ticket_notes",
                                                           "escalations"))
