@@ -49,7 +49,7 @@ def assert_still_waiting(runner: Runner, home: Path, run_id: str) -> None:
     assert refunds_of(runner.home, run_id) == []
 
 
-@pytest.mark.parametrize("decision, message", [
+BAD_DECISIONS = [
     ({"action": "approve", "by": "ops@signoff.local"}, "started this run and cannot decide"),
     ({"action": "approve", "by": "OPS@signoff.local "}, "started this run and cannot decide"),
     ({"action": "approve", "by": "mallory@acme.example"}, "is not an approver in policy"),
@@ -66,7 +66,19 @@ def assert_still_waiting(runner: Runner, home: Path, run_id: str) -> None:
     ({"action": "approve", "by": "lead@acme.example", "args": {"amount_cents": 1}},
      "only an edit carries args"),
     ({"action": "yolo", "by": "lead@acme.example"}, "invalid decision"),
-])
+]
+ON_POSTGRES = (0, 2, 4, 7)
+"""The cases also run on PostgreSQL: a self-approval, an unknown approver, a rejection without
+a reason, an edit failing the schema. The checks are the runner's, before any store is
+written; what the backend adds (the run still waiting, no refund row, a good decision
+afterwards) these four show, and each Postgres cell costs a schema upgrade and install."""
+
+
+@pytest.mark.parametrize("backend_home, decision, message", [
+    pytest.param(backend, decision, message, id=f"{backend}-{i}")
+    for i, (decision, message) in enumerate(BAD_DECISIONS)
+    for backend in ("sqlite", "postgres") if backend == "sqlite" or i in ON_POSTGRES
+], indirect=["backend_home"])
 def test_bad_decisions_change_nothing(runner: Runner, home: Path, paused: str,
                                       decision: dict[str, Any], message: str) -> None:
     with pytest.raises(BadDecision) as info:
