@@ -184,6 +184,21 @@ def _in_schema(raw: Any, schema: str) -> Iterator[Any]:
         raw.execute("RESET search_path")
 
 
+def _refuse_if_driven(source: SqliteBackend) -> None:
+    """Refuse while a process drives a run of the home: what it writes after the copy began
+    would be lost. A lease that lapsed (a process that died) does not stop a migration."""
+    import time
+
+    with closing(_read_only(source.path(CONTROL))) as conn:
+        row = conn.execute("SELECT run_id, lease_owner, lease_expires FROM runs WHERE"
+                           " lease_owner IS NOT NULL AND lease_expires > ? ORDER BY run_id",
+                           (time.time(),)).fetchone()
+    if row is not None:
+        raise SignoffError(f"run {row[0]} is being driven by {row[1]} (lease for "
+                           f"{row[2] - time.time():.0f}s more): stop every process using "
+                           f"{source.root} first, then migrate")
+
+
 def migrate_home(root: Path, target: PostgresBackend, workflows: Iterable[Any]) -> Migration:
     """Copy the SQLite home `root` into the empty PostgreSQL `target` (see the module's
     docstring), then verify the target: its audit chain, its head against the source's, its
@@ -198,6 +213,7 @@ def migrate_home(root: Path, target: PostgresBackend, workflows: Iterable[Any]) 
     if not source.path(CONTROL).is_file():
         raise SignoffError(f"{root} holds no signoff data (no {CONTROL}.db): nothing to "
                            "migrate (SIGNOFF_HOME names the data directory)")
+    _refuse_if_driven(source)
     domains = _domain_files(root, workflows)
     known = {source.path(s) for s in (*load_schemas(), CHECKPOINTS)} | set(domains.values())
     not_copied = tuple(sorted(p.name for p in root.glob("*.db") if p not in known))

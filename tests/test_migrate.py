@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import operator
+import sqlite3
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -155,12 +157,20 @@ def test_a_sqlite_home_migrated_to_postgres_goes_on_there(
 
 
 def test_a_second_migrate_into_the_same_target_is_refused(
-        sqlite_home: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+        sqlite_home: dict[str, str], home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with sqlite3.connect(home / "control.db") as conn:  # a parked batch, numbered 41
+        conn.execute("INSERT INTO event_outbox (batch, run_id, events, error, parked_at)"
+                     " VALUES (41, ?, '[]', 'disk full', 0)", (sqlite_home["done"],))
     with pg_schemas() as (url, prefix):
         monkeypatch.setenv("SIGNOFF_DB_SCHEMA_PREFIX", prefix)
         assert signoff("migrate", "--to", url).exit_code == 0
         with psycopg.connect(url) as conn:
             before = conn.execute(f'SELECT count(*) FROM "{prefix}audit".audit').fetchone()
+            # The next batch parked on Postgres gets a number after the copied ones.
+            assert conn.execute(f'INSERT INTO "{prefix}control".event_outbox (run_id, events,'
+                                " error, parked_at) VALUES ('r', '[]', 'e', 0) RETURNING batch"
+                                ).fetchone() == (42,)
+            conn.rollback()
         again = signoff("migrate", "--to", url)
         assert again.exit_code == 1
         assert one_error_line(again) == (
@@ -170,6 +180,24 @@ def test_a_second_migrate_into_the_same_target_is_refused(
             "changed (pick another SIGNOFF_DB_SCHEMA_PREFIX, or drop those schemas)")
         with psycopg.connect(url) as conn:
             assert conn.execute(f'SELECT count(*) FROM "{prefix}audit".audit').fetchone() == before
+
+
+def test_a_home_with_a_run_being_driven_is_refused(
+        sqlite_home: dict[str, str], home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with sqlite3.connect(home / "control.db") as conn:
+        conn.execute("UPDATE runs SET lease_owner = 'worker-1:42:abc', lease_expires = ?"
+                     " WHERE run_id = ?", (time.time() + 300, sqlite_home["waiting"]))
+    with pg_schemas() as (url, prefix):
+        monkeypatch.setenv("SIGNOFF_DB_SCHEMA_PREFIX", prefix)
+        refused = signoff("migrate", "--to", url)
+        assert refused.exit_code == 1
+        line = one_error_line(refused)
+        assert line.startswith(f"error: run {sqlite_home['waiting']} is being driven by "
+                               "worker-1:42:abc (lease for ")
+        assert line.endswith(f"s more): stop every process using {home} first, then migrate")
+        with psycopg.connect(url) as conn:  # the target was not touched: not even upgraded
+            assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE %s",
+                                (prefix + "%",)).fetchone() == (0,)
 
 
 def test_a_migration_failing_midway_leaves_the_target_empty(
