@@ -149,13 +149,13 @@ def _holdings(raw: Any, target: PostgresBackend, domain_stores: Iterable[str]) -
     """What the target already holds that a migration must not overwrite."""
     held = []
     for count, what in (
-            (_count(raw, target.schema(CONTROL), "runs"), "run(s)"),
-            (_count(raw, target.schema(AUDIT), "audit"), "audit entr(ies)"),
-            (_count(raw, target.schema(CHECKPOINTS), "checkpoints"), "checkpoint(s)"),
-            *((_count(raw, target.schema(store), "mutation_ledger"), f"{store} mutation(s)")
+            (_count(raw, target.schema(CONTROL), "runs"), "runs"),
+            (_count(raw, target.schema(AUDIT), "audit"), "audit entries"),
+            (_count(raw, target.schema(CHECKPOINTS), "checkpoints"), "checkpoints"),
+            *((_count(raw, target.schema(store), "mutation_ledger"), f"{store} mutations")
               for store in domain_stores)):
         if count:
-            held.append(f"{count} {what}")
+            held.append(f"{what} {count}")
     return held
 
 

@@ -174,9 +174,9 @@ def test_a_second_migrate_into_the_same_target_is_refused(
         again = signoff("migrate", "--to", url)
         assert again.exit_code == 1
         assert one_error_line(again) == (
-            f"error: {url} (schema prefix {prefix}) already holds 2 run(s), "
-            f"{before[0]} audit entr(ies), {again_checkpoints(url, prefix)} checkpoint(s), "
-            "2 support mutation(s): migrate copies into an empty target only; nothing was "
+            f"error: {url} (schema prefix {prefix}) already holds runs 2, "
+            f"audit entries {before[0]}, checkpoints {again_checkpoints(url, prefix)}, "
+            "support mutations 2: migrate copies into an empty target only; nothing was "
             "changed (pick another SIGNOFF_DB_SCHEMA_PREFIX, or drop those schemas)")
         with psycopg.connect(url) as conn:
             assert conn.execute(f'SELECT count(*) FROM "{prefix}audit".audit').fetchone() == before
@@ -240,7 +240,7 @@ def again_checkpoints(url: str, prefix: str) -> int:
     ("sqlite:///tmp/x.db", "error: --to must be a postgresql:// URL, not 'sqlite:///tmp/x.db'"),
     ("postgresql://signoff:hunter2@127.0.0.1:1/nowhere",
      "error: cannot reach postgresql://signoff:***@127.0.0.1:1/nowhere: "),
-])
+], ids=["not-postgres", "unreachable"])
 def test_a_bad_or_unreachable_target_is_3_in_one_line(
         sqlite_home: dict[str, str], url: str, expected: str) -> None:
     result = signoff("migrate", "--to", url)
