@@ -16,15 +16,14 @@ import psycopg
 import pytest
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
-from typer.testing import CliRunner
 from typing_extensions import TypedDict
 
 from checkpoints.migrate import copy_checkpoints
 from checkpoints.saver import open_checkpointer
-from cli.main import app
 from graph.observe import recorder_factory
 from graph.runner import Home, Runner
 from graph.workflows import get_workflow
+from tests.cli_calls import one_error_line, signoff
 from tests.conftest import sample
 from tests.pg import pg_schemas
 
@@ -75,17 +74,6 @@ def test_an_interrupted_thread_copied_to_postgres_resumes_there(tmp_path: Path) 
                     assert result["log"] == ["first", "answer:yes"]
             finally:
                 backend.close()
-
-
-def signoff(*args: str):  # noqa: ANN201 - click Result
-    return CliRunner().invoke(app, list(args))
-
-
-def one_error_line(result) -> str:  # noqa: ANN001
-    assert "Traceback" not in result.output, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 @pytest.fixture
