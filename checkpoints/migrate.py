@@ -207,7 +207,6 @@ def migrate_home(root: Path, target: PostgresBackend, workflows: Iterable[Any]) 
     copy does not verify."""
     from checkpoints.domain import install_tables
     from checkpoints.saver import open_checkpointer
-    from observability.audit import audit_head, verify_audit
 
     source = SqliteBackend(root)
     if not source.path(CONTROL).is_file():
@@ -248,16 +247,15 @@ def migrate_home(root: Path, target: PostgresBackend, workflows: Iterable[Any]) 
                 with open_checkpointer(source.path(CHECKPOINTS)) as sqlite_saver, \
                         _in_schema(raw, target.schema(CHECKPOINTS)):
                     checkpoints = copy_checkpoints(sqlite_saver, compact_postgres_saver()(raw))
-    return _verified(source, target, tuple(copies), checkpoints, not_copied,
-                     audit_head, verify_audit)
+    return _verified(source, target, tuple(copies), checkpoints, not_copied)
 
 
 def _verified(source: SqliteBackend, target: PostgresBackend, copies: tuple[StoreCopy, ...],
-              checkpoints: CheckpointCopy, not_copied: tuple[str, ...], audit_head: Any,
-              verify_audit: Any) -> Migration:
+              checkpoints: CheckpointCopy, not_copied: tuple[str, ...]) -> Migration:
     """The migration, once the target's audit chain verifies against the source's head and
     it holds as many runs; DamagedData (one line) otherwise."""
     from checkpoints.runs import RunStore
+    from observability.audit import audit_head, verify_audit
 
     runs = []
     for backend in (source, target):
