@@ -4,6 +4,7 @@ HTTP and the browser)."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -13,12 +14,14 @@ import uvicorn
 from fastapi import FastAPI
 
 from checkpoints.accounts import AccountStore
+from checkpoints.domain import DEFAULT_WORKER_ROLE
 from graph.observe import price_fn, recorder_factory
 from graph.runner import Home, Runner
 from graph.workflows import get_workflow
 from service.app import create_app
 from service.core import ServiceSettings
 from tests.domain_grid import domain_rows
+from tests.pg import as_role
 
 USERS = {
     "agent": ("agent@acme.example", "agent", "acme"),
@@ -50,11 +53,22 @@ def stores_of(where: Home | Path) -> Home:
     return where if isinstance(where, Home) else Home(where)
 
 
-def build_app(where: Home | Path, clock: Clock | None = None) -> FastAPI:
-    """The app on `where`'s stores (SQLite or PostgreSQL), the sample data installed."""
+def as_deployed(home: Home) -> Home:
+    """`home` as a deployment's service reaches it: on PostgreSQL connected as the worker role
+    (no DDL, no row-level-security bypass); a Home of its own either way."""
+    if not home.database_url:
+        return dataclasses.replace(home)
+    return dataclasses.replace(home, database_url=as_role(home.database_url,
+                                                          DEFAULT_WORKER_ROLE))
+
+
+def build_app(where: Home | Path, clock: Clock | None = None, *,
+              serve_as: Home | None = None) -> FastAPI:
+    """The app on `where`'s stores (SQLite or PostgreSQL), the sample data installed there
+    first; `serve_as` is the Home the app itself opens (`where`'s when not given)."""
     home = stores_of(where)
     make_runner(home).close()  # the sample database, before the app opens it
-    settings = ServiceSettings(home=home, make_runner=make_runner,
+    settings = ServiceSettings(home=serve_as or home, make_runner=make_runner,
                                **({"clock": clock} if clock else {}))
     return create_app(settings)
 

@@ -12,14 +12,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from graph.runner import Home
-from tests.service_support import accounts_of, build_app, refunds, tokens
+from tests.service_support import accounts_of, as_deployed, build_app, refunds, tokens
 
 
 @contextmanager
-def inbox_on(where: Home | Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
+def inbox_on(where: Home | Path, serve_as: Home | None = None
+             ) -> Iterator[tuple[TestClient, dict[str, str]]]:
     """The app on `where`'s stores, and a token per user of tests.service_support.USERS."""
     secrets = tokens(where)
-    with TestClient(build_app(where), follow_redirects=False) as client:
+    with TestClient(build_app(where, serve_as=serve_as), follow_redirects=False) as client:
         yield client, secrets
 
 
@@ -31,8 +32,9 @@ def inbox(home: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
 
 @pytest.fixture
 def grid_inbox(backend_home: Home) -> Iterator[tuple[TestClient, dict[str, str]]]:
-    """`inbox` on each backend of the grid (tests/conftest.py `backend_home`)."""
-    with inbox_on(backend_home) as client_and_secrets:
+    """`inbox` on each backend of the grid (tests/conftest.py `backend_home`), the app
+    connected as a deployment's."""
+    with inbox_on(backend_home, as_deployed(backend_home)) as client_and_secrets:
         yield client_and_secrets
 
 

@@ -3,7 +3,6 @@ and one JSON error line for every refusal, with nothing changed."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -23,7 +22,7 @@ from cli.main import app
 from graph.runner import Home
 from service.openapi import OPENAPI_DOC, openapi_text
 from tests.pg import pg_schemas
-from tests.service_support import Clock, build_app, refunds, served, tokens
+from tests.service_support import Clock, as_deployed, build_app, refunds, served, tokens
 
 NOW = 1_800_000_000.0
 
@@ -52,10 +51,12 @@ def who(home: Path, clock: Clock) -> dict[str, dict[str, str]]:
 @pytest.fixture
 def grid(backend_home: Home, clock: Clock
          ) -> Iterator[tuple[TestClient, dict[str, dict[str, str]]]]:
-    """The app and its users' headers on each backend of the grid. The app gets a Home of its
-    own (equal to the test's), so a test can tell the service's use of it from its own."""
+    """The app and its users' headers on each backend of the grid, the app connected as a
+    deployment's (tests/service_support.py `as_deployed`): a Home of its own, so a test can
+    tell the service's use of it from its own."""
     who = headers(tokens(backend_home, clock))
-    with TestClient(build_app(dataclasses.replace(backend_home), clock)) as client:
+    with TestClient(build_app(backend_home, clock, serve_as=as_deployed(backend_home))
+                    ) as client:
         yield client, who
 
 
@@ -104,8 +105,9 @@ def test_the_core_flow_on_each_backend(grid: tuple[TestClient, dict[str, dict[st
                                        backend_home: Home,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Start TKT-1002, see the hold as the tenant's approver, decide it by its digest: one
-    refund on the backend; every refusal changes nothing; the audit chain and the trace
-    search read the same stores, through the service's one backend."""
+    refund on the backend, and a second service process on the same stores applies nothing
+    more; every refusal changes nothing; the audit chain and the trace search read the same
+    stores, through the service's one backend."""
     api, who = grid
     served_home = api.app.state.service.settings.home  # type: ignore[attr-defined]
     opened: list[Home] = []
@@ -151,9 +153,14 @@ def test_the_core_flow_on_each_backend(grid: tuple[TestClient, dict[str, dict[st
     assert approved.status_code == 200, approved.text
     assert approved.json()["status"] == "resolved"
     assert refunds(backend_home) == 1
-    again = api.post(decide, json={"action": "approve", "held_digest": digest},
-                     headers=who["lead"])
-    assert "not waiting" in error_of(again, 409)
+    # A second service process on the same stores (as behind a load balancer) sees the run
+    # resolved, and the same decision sent there again applies nothing.
+    with TestClient(build_app(backend_home, serve_as=as_deployed(backend_home))) as other:
+        assert other.get(f"/api/v1/runs/{run}", headers=who["lead"]).json()["status"] == \
+            "resolved"
+        again = other.post(decide, json={"action": "approve", "held_digest": digest},
+                           headers=who["lead"])
+        assert "not waiting" in error_of(again, 409)
     assert refunds(backend_home) == 1
     lines = api.get(f"/api/v1/runs/{run}/timeline", headers=who["lead"]).json()["lines"]
     assert any("lead@acme.example" in line for line in lines)
