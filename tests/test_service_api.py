@@ -342,3 +342,18 @@ def test_serve_refuses_stores_not_upgraded_before_listening(
             f"error: {url} holds stores this signoff cannot use: traces v{want - 1} (needs "
             f"v{want}): run `signoff db upgrade`"]
     assert listened == []
+
+
+def test_a_database_failure_is_one_503_line(api: TestClient, who: dict[str, dict[str, str]],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database that fails under a request (here PostgreSQL's server going away, its error
+    running on over lines) is a 503 with the database's first line, never a traceback."""
+    psycopg = pytest.importorskip("psycopg")
+
+    def gone(*args: Any, **kwargs: Any) -> Any:
+        raise psycopg.OperationalError("server closed the connection unexpectedly\n\tThis "
+                                       "probably means the server terminated abnormally")
+
+    monkeypatch.setattr(api.app.state.service.runner.runs, "list", gone)  # type: ignore[attr-defined]
+    assert error_of(api.get("/api/v1/runs", headers=who["lead"]), 503) == \
+        "database error: server closed the connection unexpectedly"
