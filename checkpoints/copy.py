@@ -137,11 +137,14 @@ def copy_sqlite_tables(source: sqlite3.Connection, target: Any,
 
     create=True drops any table of that name there and creates it from SQLite's definition
     (types, NOT NULL, literal defaults, primary key, unique and plain indexes, foreign keys);
-    create=False copies the rows into tables that already exist (same column names). Raises
+    create=False copies the rows into tables that already exist (same column names). Tables
+    are copied referenced first (foreign keys hold at every row), and every identity or serial
+    column's sequence is set past the largest value copied. Raises
     ValueError (one line) for a definition PostgreSQL cannot take as is, and psycopg's error
     for a row it refuses; either way nothing is written.
     """
-    names = list(tables) if tables is not None else table_names(source)
+    names = _referenced_first(source, list(tables) if tables is not None
+                              else table_names(source))
     shapes = {name: _columns(source, name) for name in names}
     later: list[str] = []
     copied: dict[str, int] = {}
@@ -161,12 +164,38 @@ def copy_sqlite_tables(source: sqlite3.Connection, target: Any,
                     copy.write_row(tuple(row))
                     count += 1
             copied[name] = count
-            keys = [c for c in columns if c.pk]
-            if create and len(keys) == 1 and keys[0].type == "BIGINT":
-                target.execute(
-                    f"SELECT setval(pg_get_serial_sequence(%s, %s), "
-                    f"COALESCE((SELECT MAX({_ident(keys[0].name)}) FROM {_ident(name)}), 0) + 1,"
-                    " false)", (_ident(name), keys[0].name))
+            _set_sequences_past_rows(target, name, [c.name for c in columns])
         for statement in later:
             target.execute(statement)
     return copied
+
+
+def _referenced_first(conn: sqlite3.Connection, names: list[str]) -> list[str]:
+    """`names` ordered so that a table comes after every table in `names` it references."""
+    ordered: list[str] = []
+
+    def visit(name: str, seen: tuple[str, ...]) -> None:
+        if name in ordered or name in seen:
+            return  # placed already, or a cycle (its foreign keys are added after the rows)
+        for row in conn.execute(f"PRAGMA foreign_key_list({_ident(name)})"):
+            if row[2] in names and row[2] != name:
+                visit(row[2], (*seen, name))
+        ordered.append(name)
+
+    for name in names:
+        visit(name, ())
+    return ordered
+
+
+def _set_sequences_past_rows(target: Any, table: str, columns: Sequence[str]) -> None:
+    """Set each identity or serial column's sequence past the largest value in `table`, so
+    the next insert without one does not collide with a copied row. (A sequence is not
+    transactional: a copy rolled back leaves it advanced, which only skips numbers.)"""
+    for column in columns:
+        row = target.execute("SELECT pg_get_serial_sequence(%s, %s)",
+                             (_ident(table), column)).fetchone()
+        sequence = row[0] if isinstance(row, tuple) else next(iter(row.values()))
+        if sequence is None:
+            continue
+        target.execute(f"SELECT setval(%s, COALESCE((SELECT MAX({_ident(column)}) FROM "
+                       f"{_ident(table)}), 0) + 1, false)", (sequence,))

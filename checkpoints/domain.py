@@ -113,46 +113,61 @@ def install_domain(backend: Any, store: str, built: Path) -> dict[str, int]:
     and the id counters, all under row-level security, in one transaction; the rows copied per
     table. Run as the owner role (it creates tables); raises StoreUnavailable (one line) when
     that role may not, and ValueError for a table without a tenant_id column."""
-    import psycopg
-
     source = sqlite3.connect(f"file:{built}?mode=ro", uri=True)
-    schema = backend.schema(store)
     try:
-        tables = table_names(source)
-        missing = [t for t in tables
-                   if TENANT_COLUMN not in {r[1] for r in source.execute(
-                       f"PRAGMA table_info({_ident(t)})")}]
-        if missing:
-            raise ValueError(f"the {store} tables {', '.join(missing)} have no {TENANT_COLUMN}"
-                             " column: on PostgreSQL every domain table needs one, for "
-                             "row-level security (docs/extending.md)")
-        role = worker_role()
         with backend.pool.connection() as raw:
             try:
-                ensure_worker_role(raw, role)
-                raw.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)}")
-                raw.execute(f"SET search_path TO {_ident(schema)}")
+                # Outside the transaction: a role another installer made a moment ago is an
+                # error that would abort it.
+                ensure_worker_role(raw, worker_role())
                 with raw.transaction():
-                    for table in LEDGER_TABLES:
-                        raw.execute(f"DROP TABLE IF EXISTS {_ident(table)}")
-                    raw.execute(f"DROP TABLE IF EXISTS {ID_COUNTERS}")
-                    copied = copy_sqlite_tables(source, raw, tables)
-                    conn = PgConnection(raw)
-                    for ddl in LEDGER_DIALECTS["postgres"].tables.values():
-                        conn.execute(ddl)
-                    conn.execute(LEDGER_INDEX)
-                    _fill_id_counters(raw, source, tables)
-                    for table in [*tables, *LEDGER_TABLES]:
-                        _isolate(raw, table)
-                    grant_worker(raw, [schema], role)
-            except psycopg.errors.InsufficientPrivilege as exc:
-                raise StoreUnavailable(
-                    f"cannot install the {store} data in {schema}: {_first(exc)} (install "
-                    "it as the owner role, the one that runs `signoff db upgrade`)") from None
+                    return install_tables(raw, backend.schema(store), store, source)
             finally:
                 raw.execute("RESET search_path")
     finally:
         source.close()
+
+
+def install_tables(raw: Any, schema: str, store: str, source: sqlite3.Connection
+                   ) -> dict[str, int]:
+    """What `install_domain` does, on the psycopg connection `raw` inside the caller's
+    transaction (`signoff migrate` copies every store in one): the domain tables of `source`
+    created from SQLite's definitions, the ledger from its Postgres DDL with the rows `source`
+    holds in it (an installed home's mutations), the id counters, row-level security, the
+    worker's grants (the role exists: `install_domain` or `signoff db upgrade` made it).
+    Leaves search_path on `schema`."""
+    import psycopg
+
+    tables = [t for t in table_names(source) if t not in (*LEDGER_TABLES, ID_COUNTERS)]
+    missing = [t for t in tables
+               if TENANT_COLUMN not in {r[1] for r in source.execute(
+                   f"PRAGMA table_info({_ident(t)})")}]
+    if missing:
+        raise ValueError(f"the {store} tables {', '.join(missing)} have no {TENANT_COLUMN}"
+                         " column: on PostgreSQL every domain table needs one, for "
+                         "row-level security (docs/extending.md)")
+    role = worker_role()
+    try:
+        raw.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)}")
+        raw.execute(f"SET search_path TO {_ident(schema)}")
+        for table in LEDGER_TABLES:
+            raw.execute(f"DROP TABLE IF EXISTS {_ident(table)}")
+        raw.execute(f"DROP TABLE IF EXISTS {ID_COUNTERS}")
+        copied = copy_sqlite_tables(source, raw, tables)
+        conn = PgConnection(raw)
+        for ddl in LEDGER_DIALECTS["postgres"].tables.values():
+            conn.execute(ddl)
+        conn.execute(LEDGER_INDEX)
+        held = [t for t in LEDGER_TABLES if t in table_names(source)]
+        copied.update(copy_sqlite_tables(source, raw, held, create=False))
+        _fill_id_counters(raw, source, tables)
+        for table in [*tables, *LEDGER_TABLES]:
+            _isolate(raw, table)
+        grant_worker(raw, [schema], role)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise StoreUnavailable(
+            f"cannot install the {store} data in {schema}: {_first(exc)} (install "
+            "it as the owner role, the one that runs `signoff db upgrade`)") from None
     return copied
 
 

@@ -1,4 +1,5 @@
-"""`signoff db upgrade` and `signoff db status`: the stores' schemas, on SQLite or PostgreSQL.
+"""`signoff db upgrade` and `signoff db status`: the stores' schemas, on SQLite or PostgreSQL;
+`signoff migrate --to postgresql://...`: a SQLite home moved to PostgreSQL.
 
 On SQLite (the default) every store also upgrades itself when it is first opened, so there is
 nothing to run; on PostgreSQL (SIGNOFF_DATABASE_URL) a store whose schema is behind refuses to
@@ -53,3 +54,46 @@ def db_status() -> None:
     if not all(store.current for store in found) and not sqlite:
         typer.echo("note: stores that are behind refuse to open until `signoff db upgrade` "
                    "has run", err=True)
+
+
+@app.command()
+@read_only
+def migrate(to: str = typer.Option(..., "--to", metavar="postgresql://...",
+                                   help="The PostgreSQL database to copy SIGNOFF_HOME into "
+                                        "(its schemas under SIGNOFF_DB_SCHEMA_PREFIX)."),
+            ) -> None:
+    """Copy the SQLite home (SIGNOFF_HOME) into an empty PostgreSQL database: runs, users and
+    tokens, kill switches, checkpoints, each installed workflow's data and ledger, traces and
+    the audit log (its chain verifies there with the same head). Upgrades the target's schemas
+    first, copies in one transaction, then verifies; refuses a target that already holds runs,
+    audit entries, checkpoints or mutations (nothing is changed). Stop every process using
+    SIGNOFF_HOME first; the home itself is left as it was.
+
+    Example: signoff migrate --to postgresql://signoff@db.internal/signoff
+    """
+    from urllib.parse import urlsplit
+
+    from checkpoints.backend import PostgresBackend, redact_url
+    from checkpoints.migrate import migrate_home
+    from graph.errors import StoreUnavailable
+    from graph.workflows import get_workflow, workflow_names
+
+    if urlsplit(to).scheme not in ("postgresql", "postgres"):
+        raise StoreUnavailable(f"--to must be a postgresql:// URL, not {redact_url(to)!r}")
+    source = home()
+    target = PostgresBackend(to, schema_prefix=source.schema_prefix)
+    with closing(target):
+        done = migrate_home(source.root, target, [get_workflow(n) for n in workflow_names()])
+    out.print(f"{source.root} -> {target.describe()} (schema prefix {target.schema_prefix})",
+              soft_wrap=True)
+    for copy in done.stores:
+        rows = ", ".join(f"{table} {count}" for table, count in sorted(copy.rows.items()))
+        out.print(f"{copy.store}: {sum(copy.rows.values())} row(s) ({rows})", soft_wrap=True)
+    cp = done.checkpoints
+    out.print(f"checkpoints: {cp.threads} thread(s), {cp.checkpoints} checkpoint(s), "
+              f"{cp.writes} pending write(s)")
+    for name in done.not_copied:
+        typer.echo(f"note: {name} was not copied (no store or installed workflow names it; "
+                   "a plugin's file needs SIGNOFF_WORKFLOWS)", err=True)
+    out.print(f"verified: audit ok ({done.audit_entries} entries, head {done.audit_head}), "
+              f"runs {done.runs[0]} = {done.runs[1]}", soft_wrap=True)

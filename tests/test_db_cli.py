@@ -9,26 +9,15 @@ import threading
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from checkpoints.backend import PostgresBackend
 from checkpoints.runs import RunStore
-from cli.main import app
 from graph.runner import Home
+from tests.cli_calls import one_error_line, signoff
 from tests.pg import pg_schemas
 
 STORES = ("audit", "control", "traces")
 """signoff's own stores, in the order `db status` lists them (the checkpoints last)."""
-
-def signoff(*args: str):  # noqa: ANN201 - click Result
-    return CliRunner().invoke(app, list(args))
-
-
-def one_error_line(result) -> str:  # noqa: ANN001
-    assert "Traceback" not in result.output, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 def test_db_upgrade_and_status_on_sqlite(home: Path) -> None:

@@ -70,6 +70,9 @@ COMMANDS: dict[str, tuple[list[str] | None, list[str] | None]] = {
     # A bad or unreachable SIGNOFF_DATABASE_URL is 3: tests/test_db_cli.py.
     "db upgrade": (["db", "upgrade"], None),
     "db status": (["db", "status"], None),
+    # Needs a PostgreSQL target; tests/test_migrate.py runs it (a refused second migrate is 1,
+    # a bad or unreachable --to is 3).
+    "migrate": (None, None),
     # With no queue configured; tests/test_queue.py runs them against PostgreSQL.
     "queue upgrade": (None, ["queue", "upgrade"]),
     "worker": (None, ["worker", "--concurrency", "2"]),
