@@ -421,6 +421,18 @@ def _schema_statuses(backend: Backend) -> list[StoreStatus]:
     return found
 
 
+def require_upgraded(backend: Backend) -> None:
+    """Refuse (StoreUnavailable, one line) a backend holding any store whose schema is not the
+    one this signoff needs, for a process that will open them all later (the service). SQLite
+    stores upgrade themselves when opened, so there it passes."""
+    if backend.dialect == "sqlite":
+        return
+    behind = [f"{s.store} v{s.have} (needs v{s.want})" for s in backend.status() if not s.current]
+    if behind:
+        raise StoreUnavailable(f"{backend.describe()} holds stores this signoff cannot use: "
+                               f"{', '.join(behind)}: run `signoff db upgrade`")
+
+
 def _version_of(conn: Connection, store: str) -> int:
     """The version `store`'s schema is at on `conn` (0 before any)."""
     try:

@@ -49,7 +49,8 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to liste
           secure_cookies: bool = typer.Option(False, "--secure-cookies",
                                               help="Mark the session cookie Secure (behind "
                                                    "TLS).")) -> None:
-    """Serve the REST API (/api/v1) and the approval inbox (/inbox) on the CLI's stores.
+    """Serve the REST API (/api/v1) and the approval inbox (/inbox) on the CLI's stores
+    (SIGNOFF_HOME, or SIGNOFF_DATABASE_URL's PostgreSQL after `signoff db upgrade`).
 
     Example: signoff serve --host 127.0.0.1 --port 8700
     """
@@ -58,11 +59,14 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to liste
     from service.app import create_app
     from service.core import ServiceSettings
 
+    # The app opens its one backend here, before the port is bound: unreachable or
+    # not-upgraded stores end the command with one line (exit 3) and nothing listening.
     application = create_app(ServiceSettings(home=home(), make_runner=build_runner,
                                              secure_cookies=secure_cookies,
                                              workflows=os.environ.get("SIGNOFF_WORKFLOWS", "")))
-    out.print(f"signoff serving {home().root} on http://{host}:{port} "
-              f"(inbox: http://{host}:{port}/inbox, API: /api/v1)")
+    stores = application.state.service.runner.backend.describe()
+    out.print(f"signoff serving {stores} on http://{host}:{port} "
+              f"(inbox: http://{host}:{port}/inbox, API: /api/v1)", soft_wrap=True)
     uvicorn.run(application, host=host, port=port, log_level="warning")
 
 

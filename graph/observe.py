@@ -31,9 +31,10 @@ def recorder_factory() -> Callable[..., Recorder] | None:
         return None
     prices = price_table()
 
-    def factory(home: object, workflow: Workflow) -> Recorder:
-        # A Home names its backend (SQLite or PostgreSQL); a bare path is a SQLite directory.
-        source = home if hasattr(home, "open_backend") else Path(str(home))
+    def factory(stores: object, workflow: Workflow) -> Recorder:
+        # The runner's own backend (its SQLite files or its PostgreSQL pool), or a Home; a bare
+        # path is a SQLite directory.
+        source = Path(stores) if isinstance(stores, str | os.PathLike) else stores
         try:
             return Recorder(source, prices=prices,  # type: ignore[arg-type]
                             pii_fields=workflow.pii_fields)

@@ -141,7 +141,8 @@ class Runner:
     home: Home
     planner_settings: ModelSettings = field(default_factory=ModelSettings)
     checker_settings: ModelSettings = field(default_factory=ModelSettings)
-    recorder_factory: Callable[[Home, Workflow], Recorder] | None = None
+    recorder_factory: Callable[[Backend, Workflow], Recorder] | None = None
+    """Builds a workflow's recorder on the runner's backend (graph.observe.recorder_factory)."""
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     faults: Any = None
@@ -248,12 +249,13 @@ class Runner:
         return self._checkpointer()
 
     def _recorder(self, workflow: Workflow) -> Recorder | None:
-        """One recorder per workflow for the runner's life: opening the trace and audit stores
-        (and folding their logs on close) per drive cost more than a run's own events."""
+        """One recorder per workflow for the runner's life, on the runner's backend (one pool
+        per process on PostgreSQL): opening the trace and audit stores (and folding their logs
+        on close) per drive cost more than a run's own events."""
         if self.recorder_factory is None:
             return None
         if workflow.name not in self._recorders:
-            self._recorders[workflow.name] = self.recorder_factory(self.home, workflow)
+            self._recorders[workflow.name] = self.recorder_factory(self.backend, workflow)
         return self._recorders[workflow.name]
 
     # Setup ---------------------------------------------------------------------------------

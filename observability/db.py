@@ -63,7 +63,8 @@ def backend_of(source: StoreSource) -> Iterator[Backend]:
     yield source  # type: ignore[misc]  # a Backend: its owner closes it
 
 
-def _database_errors() -> tuple[type[BaseException], ...]:
+def database_errors() -> tuple[type[Exception], ...]:
+    """What a failing SQLite or PostgreSQL database raises (psycopg's only when installed)."""
     try:
         import psycopg
     except ImportError:  # SQLite only: psycopg is the postgres extra
@@ -79,7 +80,7 @@ def store_errors(prefix: str | None = None) -> Iterator[None]:
         yield
     except StoreError:
         raise
-    except _database_errors() as exc:
+    except database_errors() as exc:
         lines = str(exc).strip().splitlines()
         first = lines[0] if lines else type(exc).__name__
         raise StoreError(f"{prefix}: {first}" if prefix else first) from exc

@@ -229,7 +229,7 @@ def traces(principal: PrincipalDep, service: ServiceDep,
     """Search recorded runs of the principal's tenants (`signoff traces`)."""
     tenants = None if "*" in principal.tenants else list(principal.tenants)
     with service.lock:
-        rows = search_traces(service.runner.home, run_id=run_id, customer_id=customer_id,
+        rows = search_traces(service.runner.backend, run_id=run_id, customer_id=customer_id,
                              tool=tool, outcome=outcome, text=text,
                              since=_time("since", since), until=_time("until", until),
                              limit=limit, tenant_ids=tenants)
@@ -240,7 +240,7 @@ def traces(principal: PrincipalDep, service: ServiceDep,
 def report(principal: OperatorDep, service: ServiceDep) -> dict[str, Any]:
     """Success rate, escalation reasons, latency, tool-call quality and cost (operators)."""
     with service.lock:
-        return dataclasses.asdict(compute_report(service.runner.home))
+        return dataclasses.asdict(compute_report(service.runner.backend))
 
 
 @router.get("/audit/verify", response_model=AuditStatus, tags=["audit"])
@@ -252,7 +252,7 @@ def audit_verify(principal: OperatorDep, service: ServiceDep,
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
     with service.lock:
-        result = verify_audit(service.runner.home, pinned)
+        result = verify_audit(service.runner.backend, pinned)
     return AuditStatus(ok=result.ok, entries_checked=result.entries_checked,
                        first_bad_seq=result.first_bad_seq, reason=result.reason)
 
@@ -261,7 +261,7 @@ def audit_verify(principal: OperatorDep, service: ServiceDep,
 def audit_head_route(principal: OperatorDep, service: ServiceDep) -> AuditHead:
     """The newest audit entry as SEQ:HASH."""
     with service.lock:
-        return AuditHead(head=str(audit_head(service.runner.home)))
+        return AuditHead(head=str(audit_head(service.runner.backend)))
 
 
 @router.get("/kill", response_model=KillSwitches, tags=["kill switch"])

@@ -3,7 +3,6 @@ runner. Errors leave as {"error": "one line"} with the status code service.error
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 
@@ -13,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from graph.errors import SignoffError
-from observability.db import StoreError
+from observability.db import StoreError, database_errors
 from service import api, inbox
 from service.core import Service, ServiceSettings
 from service.errors import from_library
@@ -83,9 +82,13 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     async def store_error(request: Request, exc: StoreError) -> Response:
         return _error(400, str(exc))
 
-    @app.exception_handler(sqlite3.DatabaseError)
-    async def database_error(request: Request, exc: sqlite3.DatabaseError) -> Response:
-        return _error(503, f"database error: {exc}")
+    async def database_error(request: Request, exc: Exception) -> Response:
+        # The database's own first line (a PostgreSQL error runs on with DETAIL and HINT).
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return _error(503, f"database error: {first}")
+
+    for kind in database_errors():  # SQLite's, and PostgreSQL's when psycopg is installed
+        app.add_exception_handler(kind, database_error)
 
     @app.middleware("http")
     async def security_headers(request: Request,

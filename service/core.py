@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from checkpoints.accounts import AccountStore, Principal
+from checkpoints.backend import require_upgraded
 from checkpoints.runs import RunRecord
 from graph.approvals import check_decision, held_digest
 from graph.errors import BadDecision, RunNotFound
@@ -42,14 +43,23 @@ class ServiceSettings:
 
 
 class Service:
-    """The runner and the accounts store of one app. SQLite connections are shared, so every
-    use goes through `lock` (one request at a time touches the stores)."""
+    """The runner and the accounts store of one app, both on the runner's backend: the one
+    backend (SQLite files, or one PostgreSQL pool) every request uses, closed at shutdown.
+    Its connections are shared, so every use goes through `lock` (one request at a time
+    touches the stores)."""
 
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
         load_workflow_specs(settings.workflows)
         self.runner = settings.make_runner(settings.home)
-        self.accounts = AccountStore.open(self.runner.backend, clock=settings.clock)
+        try:
+            # Every store, not only the run registry the runner opened: a schema left behind
+            # must stop the start, not the first request that reaches it.
+            require_upgraded(self.runner.backend)
+            self.accounts = AccountStore.open(self.runner.backend, clock=settings.clock)
+        except BaseException:
+            self.runner.close()
+            raise
         self.lock = threading.RLock()
 
     def close(self) -> None:

@@ -120,7 +120,7 @@ def _run_page(request: Request, service: Service, principal: Principal, csrf: st
               record: RunRecord, *, notice: str | None = None, error: str | None = None,
               status: int = 200) -> HTMLResponse:
     view = run_view(service, principal, record, detail=True)
-    audit = verify_audit(service.runner.home)
+    audit = verify_audit(service.runner.backend)
     return _page(request, "run.html", status=status, principal=principal, csrf=csrf, run=view,
                  fields=tool_fields(service, record) if view.can_decide else [],
                  timeline=explain_lines(service.runner, record.run_id), audit=audit,

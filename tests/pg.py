@@ -8,6 +8,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -47,3 +48,11 @@ def pg_schemas() -> Iterator[tuple[str, str]]:
         yield url, prefix
     finally:
         drop_schemas(url, prefix)
+
+
+def as_role(url: str, role: str) -> str:
+    """`url` with `role` as its user (the test server trusts local connections)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    return urlunsplit(parts._replace(netloc=f"{role}@{host}" +
+                                     (f":{parts.port}" if parts.port else "")))

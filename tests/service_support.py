@@ -1,24 +1,27 @@
-"""Helpers for the service tests: an app on a test's data directory, its accounts, and the
-app served on a loopback port (for the CLI over HTTP and the browser)."""
+"""Helpers for the service tests: an app on a test's stores (a SQLite data directory, or a Home
+of the backend grid), its accounts, and the app served on a loopback port (for the CLI over
+HTTP and the browser)."""
 
 from __future__ import annotations
 
-import sqlite3
+import dataclasses
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
 
 from checkpoints.accounts import AccountStore
-from checkpoints.backend import SqliteBackend
+from checkpoints.domain import DEFAULT_WORKER_ROLE
 from graph.observe import price_fn, recorder_factory
 from graph.runner import Home, Runner
 from graph.workflows import get_workflow
 from service.app import create_app
 from service.core import ServiceSettings
+from tests.domain_grid import domain_rows
+from tests.pg import as_role
 
 USERS = {
     "agent": ("agent@acme.example", "agent", "acme"),
@@ -45,33 +48,56 @@ def make_runner(home: Home) -> Runner:
     return runner
 
 
-def build_app(root: Path, clock: Clock | None = None) -> FastAPI:
-    home = Home(root)
+def stores_of(where: Home | Path) -> Home:
+    """A test's stores: a Home (of the backend grid), or a SQLite data directory."""
+    return where if isinstance(where, Home) else Home(where)
+
+
+def as_deployed(home: Home) -> Home:
+    """`home` as a deployment's service reaches it: on PostgreSQL connected as the worker role
+    (no DDL, no row-level-security bypass); a Home of its own either way."""
+    if not home.database_url:
+        return dataclasses.replace(home)
+    return dataclasses.replace(home, database_url=as_role(home.database_url,
+                                                          DEFAULT_WORKER_ROLE))
+
+
+def build_app(where: Home | Path, clock: Clock | None = None, *,
+              serve_as: Home | None = None) -> FastAPI:
+    """The app on `where`'s stores (SQLite or PostgreSQL), the sample data installed there
+    first; `serve_as` is the Home the app itself opens (`where`'s when not given)."""
+    home = stores_of(where)
     make_runner(home).close()  # the sample database, before the app opens it
-    settings = ServiceSettings(home=home, make_runner=make_runner,
+    settings = ServiceSettings(home=serve_as or home, make_runner=make_runner,
                                **({"clock": clock} if clock else {}))
     return create_app(settings)
 
 
-def tokens(root: Path, clock: Clock | None = None) -> dict[str, str]:
+@contextmanager
+def accounts_of(where: Home | Path, clock: Clock | None = None) -> Iterator[AccountStore]:
+    """The accounts in `where`'s control store, the one the service reads them from."""
+    home = stores_of(where)
+    home.root.mkdir(parents=True, exist_ok=True)
+    with closing(home.open_backend()) as backend, closing(AccountStore.open(
+            backend, **({"clock": clock} if clock else {}))) as accounts:
+        yield accounts
+
+
+def tokens(where: Home | Path, clock: Clock | None = None) -> dict[str, str]:
     """A user and a token for each of USERS, keyed like USERS."""
-    root.mkdir(parents=True, exist_ok=True)
-    accounts = AccountStore.open(SqliteBackend(root), **({"clock": clock} if clock else {}))
-    try:
+    with accounts_of(where, clock) as accounts:
         out = {}
         for key, (email, role, tenant) in USERS.items():
             accounts.add_user(email, role=role, tenant_id=tenant)
             out[key] = accounts.create_token(email)[1]
         return out
-    finally:
-        accounts.close()
 
 
-def refunds(root: Path, order_id: str = "ORD-10002") -> int:
-    """Refunds on the order of TKT-1002 (the seed holds none on it)."""
-    with sqlite3.connect(root / "support.db") as conn:
-        return int(conn.execute("SELECT COUNT(*) FROM refunds WHERE order_id = ?",
-                                (order_id,)).fetchone()[0])
+def refunds(where: Home | Path, order_id: str = "ORD-10002") -> int:
+    """Refunds on the order of TKT-1002 (the seed holds none on it), on `where`'s backend."""
+    rows = domain_rows(stores_of(where), "support",
+                       "SELECT COUNT(*) FROM refunds WHERE order_id = ?", (order_id,))
+    return int(rows[0][0])
 
 
 @contextmanager

@@ -12,12 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from checkpoints.accounts import AccountStore
-from checkpoints.backend import SqliteBackend
+from checkpoints.backend import SCHEMAS, PostgresBackend, SqliteBackend
+from cli.main import app
+from graph.runner import Home
 from service.openapi import OPENAPI_DOC, openapi_text
-from tests.service_support import Clock, build_app, refunds, served, tokens
+from tests.pg import pg_schemas
+from tests.service_support import Clock, as_deployed, build_app, refunds, served, tokens
 
 NOW = 1_800_000_000.0
 
@@ -33,11 +38,26 @@ def api(home: Path, clock: Clock) -> Iterator[TestClient]:
         yield client
 
 
+def headers(secrets: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Authorization headers per user of tests.service_support.USERS."""
+    return {key: {"Authorization": f"Bearer {secret}"} for key, secret in secrets.items()}
+
+
 @pytest.fixture
 def who(home: Path, clock: Clock) -> dict[str, dict[str, str]]:
-    """Authorization headers per user of tests.service_support.USERS."""
-    return {key: {"Authorization": f"Bearer {secret}"}
-            for key, secret in tokens(home, clock).items()}
+    return headers(tokens(home, clock))
+
+
+@pytest.fixture
+def grid(backend_home: Home, clock: Clock
+         ) -> Iterator[tuple[TestClient, dict[str, dict[str, str]]]]:
+    """The app and its users' headers on each backend of the grid, the app connected as a
+    deployment's (tests/service_support.py `as_deployed`): a Home of its own, so a test can
+    tell the service's use of it from its own."""
+    who = headers(tokens(backend_home, clock))
+    with TestClient(build_app(backend_home, clock, serve_as=as_deployed(backend_home))
+                    ) as client:
+        yield client, who
 
 
 def error_of(response: Any, status: int) -> str:
@@ -81,11 +101,30 @@ def test_tokens_are_stored_hashed(home: Path, who: dict[str, dict[str, str]]) ->
     assert secret.encode() not in (home / "control.db").read_bytes()
 
 
-def test_approve_names_the_held_call_and_commits_once(
-        api: TestClient, who: dict[str, dict[str, str]], home: Path) -> None:
+def test_the_core_flow_on_each_backend(grid: tuple[TestClient, dict[str, dict[str, str]]],
+                                       backend_home: Home,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start TKT-1002, see the hold as the tenant's approver, decide it by its digest: one
+    refund on the backend, and a second service process on the same stores applies nothing
+    more; every refusal changes nothing; the audit chain and the trace search read the same
+    stores, through the service's one backend."""
+    api, who = grid
+    served_home = api.app.state.service.settings.home  # type: ignore[attr-defined]
+    opened: list[Home] = []
+    open_backend = Home.open_backend
+
+    def counted(self: Home) -> Any:
+        if self is served_home:
+            opened.append(self)
+        return open_backend(self)
+
+    monkeypatch.setattr(Home, "open_backend", counted)
     view = held_run(api, who)
     run, digest = view["run_id"], view["held"]["digest"]
     decide = f"/api/v1/runs/{run}/decision"
+    pending = api.get("/api/v1/runs?pending_for_me=true", headers=who["lead"]).json()["runs"]
+    assert [(r["run_id"], r["held"]["digest"], r["can_decide"]) for r in pending] == \
+        [(run, digest, True)]
     # Another tenant's lead cannot even see it; a role the rule does not accept is refused;
     # the requester can never decide their own run.
     assert "no run" in error_of(api.get(f"/api/v1/runs/{run}", headers=who["globex"]), 404)
@@ -105,7 +144,7 @@ def test_approve_names_the_held_call_and_commits_once(
     assert "no longer holds" in error_of(api.post(decide, json={"action": "approve",
                                                                  "held_digest": "0" * 32},
                                                   headers=who["lead"]), 409)
-    assert refunds(home) == 0
+    assert refunds(backend_home) == 0
     assert api.get(f"/api/v1/runs/{run}", headers=who["lead"]).json()["status"] == \
         "waiting_approval"
 
@@ -113,13 +152,31 @@ def test_approve_names_the_held_call_and_commits_once(
                                       "reason": "receipt checked"}, headers=who["lead"])
     assert approved.status_code == 200, approved.text
     assert approved.json()["status"] == "resolved"
-    assert refunds(home) == 1
-    again = api.post(decide, json={"action": "approve", "held_digest": digest},
-                     headers=who["lead"])
-    assert "not waiting" in error_of(again, 409)
-    assert refunds(home) == 1
+    assert refunds(backend_home) == 1
+    # A second service process on the same stores (as behind a load balancer) sees the run
+    # resolved, and the same decision sent there again applies nothing.
+    with TestClient(build_app(backend_home, serve_as=as_deployed(backend_home))) as other:
+        assert other.get(f"/api/v1/runs/{run}", headers=who["lead"]).json()["status"] == \
+            "resolved"
+        again = other.post(decide, json={"action": "approve", "held_digest": digest},
+                           headers=who["lead"])
+        assert "not waiting" in error_of(again, 409)
+    assert refunds(backend_home) == 1
     lines = api.get(f"/api/v1/runs/{run}/timeline", headers=who["lead"]).json()["lines"]
     assert any("lead@acme.example" in line for line in lines)
+
+    verified = api.get("/api/v1/audit/verify", headers=who["operator"]).json()
+    assert verified["ok"] is True and verified["entries_checked"] > 0
+    head = api.get("/api/v1/audit/head", headers=who["operator"]).json()["head"]
+    assert api.get("/api/v1/audit/verify", params={"head": head},
+                   headers=who["operator"]).json()["ok"] is True
+    traced = api.get("/api/v1/traces?tool=create_refund_request",
+                     headers=who["lead"]).json()["runs"]
+    assert [(r["run_id"], r["outcome"]) for r in traced] == [(run, "resolved")]
+    assert api.get("/api/v1/traces", headers=who["globex"]).json()["runs"] == []
+    assert api.get("/api/v1/report", headers=who["operator"]).json()["runs"] == 1
+    # Every request used the backend the service opened at start-up.
+    assert not opened, f"the service opened {len(opened)} backend(s) after it started"
 
 
 def test_reject_and_an_edit_that_turns_red(api: TestClient, who: dict[str, dict[str, str]],
@@ -255,3 +312,48 @@ def test_an_edit_is_gated_and_verified_again_and_the_old_digest_is_stale(
     done = api.post(decide, json={"action": "approve", "held_digest": edited["held"]["digest"]},
                     headers=who["lead"]).json()
     assert done["status"] == "resolved" and refunds(home) == 1
+
+
+def test_serve_refuses_stores_not_upgraded_before_listening(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`signoff serve` on PostgreSQL whose schemas are not upgraded, or one of them behind:
+    one line, exit 3, and the server is never started (no port bound)."""
+    listened: list[Any] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: listened.append(args))
+    with pg_schemas() as (url, prefix):
+        monkeypatch.setenv("SIGNOFF_DATABASE_URL", url)
+        monkeypatch.setenv("SIGNOFF_DB_SCHEMA_PREFIX", prefix)
+        fresh = CliRunner().invoke(app, ["serve", "--port", "8799"])
+        assert fresh.exit_code == 3 and fresh.stdout == ""
+        assert fresh.stderr.splitlines() == [
+            f"error: {url} holds the control schema at version 0, this signoff needs 1: "
+            "run `signoff db upgrade`"]
+        backend = PostgresBackend(url, schema_prefix=prefix)
+        try:
+            backend.upgrade()
+            with backend.raw_connection("traces") as raw:
+                raw.execute("UPDATE signoff_schema SET version = version - 1")
+        finally:
+            backend.close()
+        want = SCHEMAS["traces"].version("postgres")
+        behind = CliRunner().invoke(app, ["serve", "--port", "8799"])
+        assert behind.exit_code == 3 and behind.stdout == ""
+        assert behind.stderr.splitlines() == [
+            f"error: {url} holds stores this signoff cannot use: traces v{want - 1} (needs "
+            f"v{want}): run `signoff db upgrade`"]
+    assert listened == []
+
+
+def test_a_database_failure_is_one_503_line(api: TestClient, who: dict[str, dict[str, str]],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database that fails under a request (here PostgreSQL's server going away, its error
+    running on over lines) is a 503 with the database's first line, never a traceback."""
+    psycopg = pytest.importorskip("psycopg")
+
+    def gone(*args: Any, **kwargs: Any) -> Any:
+        raise psycopg.OperationalError("server closed the connection unexpectedly\n\tThis "
+                                       "probably means the server terminated abnormally")
+
+    monkeypatch.setattr(api.app.state.service.runner.runs, "list", gone)  # type: ignore[attr-defined]
+    assert error_of(api.get("/api/v1/runs", headers=who["lead"]), 503) == \
+        "database error: server closed the connection unexpectedly"

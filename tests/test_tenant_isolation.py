@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -21,18 +20,10 @@ from graph.observe import price_fn
 from graph.runner import Home, Runner
 from graph.workflows import get_workflow
 from tests.conftest import sample
-from tests.pg import pg_schemas
+from tests.pg import as_role, pg_schemas
 from tools.support.seed import open_support_db
 
 SUPPORT = get_workflow("support")
-
-
-def as_role(url: str, role: str) -> str:
-    """`url` with `role` as its user (the test server trusts local connections)."""
-    parts = urlsplit(url)
-    host = parts.hostname or "127.0.0.1"
-    return urlunsplit(parts._replace(netloc=f"{role}@{host}" +
-                                     (f":{parts.port}" if parts.port else "")))
 
 
 @pytest.fixture
