@@ -40,14 +40,17 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
-# Benchmarks (not part of the tests): writes docs/benchmarks.md with the figures it measured.
+# Benchmarks (not part of the tests): writes docs/benchmarks.md with the figures it measured;
+# bench.workers (section 9) needs PostgreSQL at SIGNOFF_BENCH_DATABASE_URL (default: local test db).
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.workers
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python -m bench --quick --doc bench/out/benchmarks-quick.md
+	$(BIN)/python -m bench.workers --quick
 
 # 1000 SIGKILLs at commit and checkpoint boundaries, then resume; prints the counts. Then 1000
 # more with refunds going to the sample payments API (its own process, a flaky one that commits

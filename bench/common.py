@@ -81,3 +81,18 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
              "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def write_section(doc: Path, heading: str, lines: Sequence[str]) -> None:
+    """Put a section (its first line `heading`) into the doc in place of an older one, or at
+    its end (where bench/run.py's render puts the sections measured apart); a doc that does
+    not exist yet is created."""
+    text = doc.read_text(encoding="utf-8") if doc.is_file() else ""
+    block = "\n".join(lines) + "\n"
+    start = text.find(heading)
+    if start >= 0:
+        end = text.find("\n## ", start + len(heading))
+        text = text[:start] + block + (text[end + 1:] if end >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + block if text else block
+    doc.write_text(text, encoding="utf-8")

@@ -380,4 +380,10 @@ def render(r: dict[str, Any]) -> str:
         from bench.service import section
 
         out += section(json.loads(served.read_text(encoding="utf-8")))
+    queued = OUT / "workers.json"  # section 9 is measured by `python -m bench.workers`
+    if queued.is_file():
+        from bench import workers
+
+        saved = json.loads(queued.read_text(encoding="utf-8"))
+        out += workers.section(saved, saved.get("command", "python -m bench.workers"))
     return "\n".join(out)

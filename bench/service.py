@@ -24,7 +24,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from bench.common import OUT, fmt_ms, percentile, table
+from bench.common import OUT, fmt_ms, percentile, table, write_section
 from checkpoints.accounts import AccountStore
 from checkpoints.backend import SqliteBackend
 from graph.observe import price_fn, recorder_factory
@@ -118,20 +118,6 @@ def section(r: dict[str, Any]) -> list[str]:
             table(("request", "p50 ms", "p95 ms", "samples"), rows), ""]
 
 
-def write_section(doc: Path, lines: list[str]) -> None:
-    """Put the section into the doc in place of an older one, or at its end (where
-    bench/run.py's render puts it)."""
-    text = doc.read_text(encoding="utf-8")
-    block = "\n".join(lines) + "\n"
-    start = text.find(SECTION)
-    if start >= 0:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + block + (text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    doc.write_text(text, encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.service", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -145,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quick:
         OUT.mkdir(parents=True, exist_ok=True)
         (OUT / "service.json").write_text(json.dumps(result), encoding="utf-8")
-        write_section(args.doc, lines)
+        write_section(args.doc, SECTION, lines)
         print(f"[bench] wrote section 8 of {args.doc}")
     return 0
 
