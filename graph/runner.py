@@ -227,10 +227,6 @@ class Runner:
         transaction bound to that tenant by row-level security); the runner owns it."""
         return for_tenant(self._domain_db(workflow), tenant_id)
 
-    def _backend(self) -> Backend:
-        """The backend the domain data lives on: the runner's own."""
-        return self.backend
-
     @contextmanager
     def _checkpointer(self) -> Iterator[BaseCheckpointSaver[Any]]:
         """The runner's checkpointer, opened once; a crash-test saver is opened per drive so
@@ -271,7 +267,7 @@ class Runner:
                 self.close_domain_db(workflow)
                 workflow.build_db(path)
             return path
-        backend = self._backend()
+        backend = self.backend
         if not reset:
             probe = backend.connect(domain_store(workflow))
             try:
@@ -556,11 +552,11 @@ class Runner:
 
     def _open_domain_db(self, workflow: Workflow) -> Any:
         if self.home.database_url:
-            conn = self._backend().connect(domain_store(workflow))
+            conn = self.backend.connect(domain_store(workflow))
             if not is_installed(conn):
                 conn.close()
                 raise DamagedData(f"the {workflow.name} data is not installed in "
-                                  f"{self._backend().describe()}: install it with "
+                                  f"{self.backend.describe()}: install it with "
                                   f"`signoff demo --workflow {workflow.name}` as the owner role")
             return conn
         path = self.home.domain_db(workflow)

@@ -88,21 +88,12 @@ def in_child(action: Callable[[], str]) -> str:
     return line
 
 
-@pytest.fixture
-def seeded(backend_home: Home) -> Home:
-    """A seeded home on each backend of the grid."""
-    runner = Runner(backend_home)
-    runner.ensure_domain_db(get_workflow("support"), reset=True)
-    runner.close()
-    return backend_home
-
-
 def ticket(ticket_id: str):  # type: ignore[no-untyped-def]
     return {t.ticket_id: t for t in get_workflow("support").sample_tickets()}[ticket_id]
 
 
-def test_two_processes_resume_one_run_exactly_one_proceeds(seeded: Home) -> None:
-    home = seeded
+def test_two_processes_resume_one_run_exactly_one_proceeds(domain_home: Home) -> None:
+    home = domain_home
     # A run whose process was killed in the middle of its refund step.
     result, label, _ = forked_action(home, SCENARIOS["refund"], "start", None, kill_at=30)
     assert result == "killed"
@@ -121,8 +112,8 @@ def test_two_processes_resume_one_run_exactly_one_proceeds(seeded: Home) -> None
     assert mutation_rows(home, run_id)["refunds"] == 1
 
 
-def test_two_approvers_at_once_one_proceeds_the_other_is_told_busy(seeded: Home) -> None:
-    home = seeded
+def test_two_approvers_at_once_one_proceeds_the_other_is_told_busy(domain_home: Home) -> None:
+    home = domain_home
     runner = Runner(home)
     run_id = runner.start("support", ticket("TKT-1002"), requester="agent@acme.example").run_id
     runner.close()
